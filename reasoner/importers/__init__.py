@@ -1,0 +1,1 @@
+"""Importers of external files (CMS NCCI tables) into generated knowledge modules."""

@@ -1,0 +1,308 @@
+"""Reading encounter and claim files into RDF, one record at a time.
+
+JSON is JSON-LD with ontology/context.jsonld: the same file is RDF to any JSON-LD processor.
+The reader adds only plumbing a processor cannot (it is documented in the README):
+  * the context, when the file does not name one;
+  * `"type": "Encounter"` / `"Claim"` / `"ClaimLine"` when absent;
+  * ids for procedures, imaging uses and claim lines that have none;
+  * claim-level dateOfService / placeOfService / claimType / patientAge copied to lines lacking them.
+It rejects keys the context does not define (a JSON-LD processor would drop them silently).
+CSV claim lines are turned into the same JSON first, so there is one path to RDF.
+
+Every record yields either a graph or an InputError naming file, record and field.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from rdflib import Graph, URIRef
+from rdflib.namespace import RDF
+
+from .errors import InputError
+from .vocab import CPTKG, DATA
+
+
+@dataclass
+class Record:
+    id: str
+    file: Path
+    line: int | None
+    graph: Graph | None = None
+    node: URIRef | None = None
+    error: InputError | None = None
+    source: dict | None = None
+
+
+_CONTEXT_CACHE = {}
+
+
+def load_context(path: Path) -> dict:
+    key = str(path)
+    if key not in _CONTEXT_CACHE:
+        _CONTEXT_CACHE[key] = json.loads(Path(path).read_text(encoding="utf-8"))["@context"]
+    return _CONTEXT_CACHE[key]
+
+
+def base_for(path: Path) -> str:
+    return f"{DATA}{Path(path).stem}/"
+
+
+def _check_keys(obj, terms, file, record, prefix=""):
+    if isinstance(obj, list):
+        for i, item in enumerate(obj):
+            _check_keys(item, terms, file, record, f"{prefix}[{i}]")
+        return
+    if not isinstance(obj, dict):
+        return
+    for key, value in obj.items():
+        if key.startswith("@"):
+            continue
+        if key not in terms:
+            raise InputError(f"unknown field '{key}' (known fields are the terms of ontology/context.jsonld)",
+                             file=file, record=record, field=f"{prefix}{key}")
+        _check_keys(value, terms, file, record, f"{prefix}{key}.")
+
+
+def _json_to_graph(obj: dict, context: dict, base: str, file, record) -> Graph:
+    doc = dict(obj)
+    doc["@context"] = context
+    g = Graph()
+    try:
+        g.parse(data=json.dumps(doc), format="json-ld", base=base)
+    except Exception as exc:
+        raise InputError(f"not valid JSON-LD with the cptkg context: {exc}", file=file, record=record) from exc
+    return g
+
+
+def _records_from_json(path: Path):
+    """Top level: an object with "encounters" or "claims", a single record object, or an array."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                yield n, json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield n, InputError(f"not valid JSON: {exc.msg}", file=path, line=n)
+        return
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON: {exc.msg}", file=path, line=exc.lineno) from exc
+    if isinstance(data, dict):
+        for key in ("encounters", "claims", "@graph"):
+            if key in data:
+                items = data[key]
+                if not isinstance(items, list):
+                    raise InputError(f"'{key}' must be a list", file=path, field=key)
+                for i, item in enumerate(items):
+                    yield None, item
+                return
+        yield None, data
+    elif isinstance(data, list):
+        for item in data:
+            yield None, item
+    else:
+        raise InputError("top level must be an object or a list", file=path)
+
+
+def _prepare_encounter(obj, file, index):
+    if not isinstance(obj, dict):
+        raise InputError("an encounter must be a JSON object", file=file, record=index)
+    rid = obj.get("id")
+    if not rid or not isinstance(rid, str):
+        raise InputError("encounter has no 'id'", file=file, record=index, field="id")
+    obj = dict(obj)
+    obj.setdefault("type", "Encounter")
+    for key, prefix, typ in (("procedures", "p", "Procedure"), ("imaging", "i", "ImagingUse")):
+        items = obj.get(key, [])
+        if not isinstance(items, list):
+            raise InputError(f"'{key}' must be a list", file=file, record=rid, field=key)
+        fixed = []
+        for i, item in enumerate(items, 1):
+            if not isinstance(item, dict):
+                raise InputError(f"each of '{key}' must be an object", file=file, record=rid, field=f"{key}[{i-1}]")
+            item = dict(item)
+            item.setdefault("id", f"{rid}-{prefix}{i}")
+            item.setdefault("type", typ)
+            fixed.append(item)
+        if key in obj:
+            obj[key] = fixed
+    return rid, obj
+
+
+CLAIM_DEFAULTS = ("dateOfService", "placeOfService", "claimType", "patientAge", "payer")
+
+
+def _prepare_claim(obj, file, index):
+    if not isinstance(obj, dict):
+        raise InputError("a claim must be a JSON object", file=file, record=index)
+    rid = obj.get("id") or obj.get("claimId")
+    if not rid or not isinstance(rid, str):
+        raise InputError("claim has no 'id'", file=file, record=index, field="id")
+    obj = dict(obj)
+    obj.setdefault("id", rid)
+    obj.setdefault("claimId", rid)
+    obj.setdefault("type", "Claim")
+    lines = obj.get("lines")
+    if not isinstance(lines, list) or not lines:
+        raise InputError("claim has no 'lines'", file=file, record=rid, field="lines")
+    fixed = []
+    for i, line in enumerate(lines, 1):
+        if not isinstance(line, dict):
+            raise InputError("each line must be an object", file=file, record=rid, field=f"lines[{i-1}]")
+        line = dict(line)
+        line.setdefault("line", i)
+        line.setdefault("id", f"{rid}-L{line['line']}")
+        line.setdefault("type", "ClaimLine")
+        line.setdefault("units", 1)
+        if isinstance(line.get("modifiers"), str):
+            line["modifiers"] = [m for m in line["modifiers"].replace(";", " ").replace(",", " ").split() if m]
+        for key in CLAIM_DEFAULTS:
+            if key in obj and key not in line:
+                line[key] = obj[key]
+        if not line.get("code"):
+            raise InputError("line has no 'code'", file=file, record=rid, field=f"lines[{i-1}].code")
+        line["code"] = str(line["code"]).strip().upper()
+        fixed.append(line)
+    obj["lines"] = fixed
+    return rid, obj
+
+
+def _graph_record(kind, path, n, obj, context, terms, base, index):
+    prepare = _prepare_encounter if kind == "encounter" else _prepare_claim
+    rid = obj.get("id") if isinstance(obj, dict) else None
+    try:
+        rid, obj = prepare(obj, path, index if n is None else f"line {n}")
+        _check_keys(obj, terms, path, rid)
+        g = _json_to_graph(obj, context, base, path, rid)
+        node = URIRef(base + rid)
+        return Record(id=rid, file=path, line=n, graph=g, node=node, source=obj)
+    except InputError as err:
+        return Record(id=rid or f"#{index}", file=path, line=n, error=err)
+
+
+def read_records(path, kind: str, context_path: Path):
+    """Yield a Record per encounter (kind='encounter') or claim (kind='claim') in a file."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("no such file", file=path)
+    context = load_context(context_path)
+    terms = set(k for k in context if not k.startswith("@"))
+    base = base_for(path)
+    suffix = path.suffix.lower()
+    if suffix in (".ttl", ".nt", ".n3"):
+        yield from _records_from_rdf(path, kind, base)
+        return
+    if suffix == ".csv":
+        if kind != "claim":
+            raise InputError("CSV holds claim lines; describe encounters in JSON or Turtle", file=path)
+        for index, (n, obj) in enumerate(_claims_from_csv(path)):
+            if isinstance(obj, InputError):
+                yield Record(id=f"line {n}", file=path, line=n, error=obj)
+                continue
+            yield _graph_record(kind, path, n, obj, context, terms, base, index)
+        return
+    if suffix not in (".json", ".jsonl", ".jsonld"):
+        raise InputError(f"unknown file type '{suffix}' (use .json, .jsonl, .ttl or, for claims, .csv)", file=path)
+    for index, (n, obj) in enumerate(_records_from_json(path)):
+        if isinstance(obj, InputError):
+            yield Record(id=f"line {n}", file=path, line=n, error=obj)
+            continue
+        yield _graph_record(kind, path, n, obj, context, terms, base, index)
+
+
+def _records_from_rdf(path, kind, base):
+    g = Graph()
+    try:
+        g.parse(path, format="turtle" if path.suffix != ".nt" else "nt", publicID=base)
+    except Exception as exc:
+        raise InputError(f"cannot parse RDF: {exc}", file=path) from exc
+    if kind == "encounter":
+        nodes = set(g.subjects(RDF.type, CPTKG.Encounter))
+        nodes |= set(g.subjects(CPTKG.procedure, None)) | set(g.subjects(CPTKG.imaging, None))
+    else:
+        nodes = set(g.subjects(RDF.type, CPTKG.Claim)) | set(g.subjects(CPTKG.line, None))
+    for node in sorted(nodes):
+        sub = Graph()
+        _closure(g, node, sub)
+        if kind == "encounter":
+            sub.add((node, RDF.type, CPTKG.Encounter))
+        else:
+            sub.add((node, RDF.type, CPTKG.Claim))
+        rid = str(node)[len(base):] if str(node).startswith(base) else str(node)
+        yield Record(id=rid, file=path, line=None, graph=sub, node=node)
+
+
+def _closure(g, node, out, seen=None):
+    """The record: the node and everything reachable from it (procedures, imaging, lines)."""
+    seen = seen if seen is not None else set()
+    if node in seen:
+        return
+    seen.add(node)
+    for p, o in g.predicate_objects(node):
+        out.add((node, p, o))
+        if (o, None, None) in g and p not in (CPTKG.guides, CPTKG.confirms):
+            _closure(g, o, out, seen)
+
+
+CSV_COLUMNS = {
+    "claim_id": "claimId", "claim": "claimId", "line": "line", "line_number": "line", "code": "code",
+    "units": "units", "modifiers": "modifiers", "modifier": "modifiers",
+    "date_of_service": "dateOfService", "dos": "dateOfService", "place_of_service": "placeOfService",
+    "pos": "placeOfService", "claim_type": "claimType", "patient_age": "patientAge", "payer": "payer",
+}
+INT_FIELDS = ("line", "units", "patientAge")
+
+
+def _claims_from_csv(path):
+    """Group CSV rows by claim id; yield (first row number, claim dict) or (row, InputError)."""
+    text = path.read_text(encoding="utf-8-sig")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if not reader.fieldnames:
+        raise InputError("empty CSV file", file=path)
+    mapping = {}
+    for name in reader.fieldnames:
+        key = CSV_COLUMNS.get(name.strip().lower().replace(" ", "_"))
+        if key is None:
+            raise InputError(f"unknown column '{name}' (known: {', '.join(sorted(set(CSV_COLUMNS)))})",
+                             file=path, line=1, field=name)
+        mapping[name] = key
+    for need in ("claimId", "code"):
+        if need not in mapping.values():
+            raise InputError(f"missing column for '{need}'", file=path, line=1)
+    claims = {}
+    order = []
+    for row_no, row in enumerate(reader, 2):
+        line = {}
+        try:
+            for name, value in row.items():
+                if name is None:
+                    raise InputError("more fields than columns", file=path, line=row_no)
+                key = mapping[name]
+                value = (value or "").strip()
+                if value == "":
+                    continue
+                if key in INT_FIELDS:
+                    try:
+                        value = int(value)
+                    except ValueError:
+                        raise InputError(f"'{value}' is not a whole number", file=path, line=row_no, field=name)
+                line[key] = value
+            cid = line.pop("claimId", None)
+            if not cid:
+                raise InputError("no claim id", file=path, line=row_no, field="claim_id")
+        except InputError as err:
+            yield row_no, err
+            continue
+        if cid not in claims:
+            claims[cid] = (row_no, {"id": cid, "lines": []})
+            order.append(cid)
+        claims[cid][1]["lines"].append(line)
+    for cid in order:
+        yield claims[cid]

@@ -1,0 +1,173 @@
+"""Turning derivation graphs and validation reports into records, text, JSON, CSV and Turtle.
+
+Nothing here decides a code: it reads what the rules and shapes produced.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from rdflib import URIRef
+from rdflib.namespace import DCTERMS, RDF, RDFS, SKOS
+
+from .vocab import CPTKG
+
+JSON_SCHEMA_VERSION = "1"
+
+
+def _local(iri):
+    s = str(iri)
+    return s.rsplit("/", 1)[-1].rsplit("#", 1)[-1]
+
+
+class Labeller:
+    """Looks up notations, labels, rule titles and sources in the knowledge graph."""
+
+    def __init__(self, kb_graph):
+        self.g = kb_graph
+        self._cache = {}
+
+    def notation(self, node):
+        v = self.g.value(node, SKOS.notation)
+        return str(v) if v is not None else _local(node)
+
+    def label(self, node):
+        v = self.g.value(node, SKOS.prefLabel) or self.g.value(node, RDFS.label)
+        return str(v) if v is not None else None
+
+    def is_addon(self, code):
+        return (code, RDF.type, CPTKG.AddOnCode) in self.g
+
+    def sources(self, node):
+        out = []
+        for s in sorted(self.g.objects(node, DCTERMS.source)):
+            title = self.g.value(s, DCTERMS.title)
+            url = self.g.value(s, CPTKG.url)
+            conf = self.g.value(s, CPTKG.confidence)
+            out.append({"id": _local(s), "title": str(title) if title else None,
+                        "url": str(url) if url else None,
+                        "confidence": _local(conf) if conf else None})
+        return out
+
+    def rule(self, rule_iri):
+        key = ("rule", rule_iri)
+        if key not in self._cache:
+            self._cache[key] = {
+                "id": _local(rule_iri),
+                "title": str(self.g.value(rule_iri, RDFS.label) or _local(rule_iri)),
+                "sources": self.sources(rule_iri),
+            }
+        return self._cache[key]
+
+
+def summarize_encounter(kb, record, derived):
+    """The derivation of one encounter as a plain record (the stable JSON schema)."""
+    lab = Labeller(kb.graph)
+    enc = record.node
+    g = derived
+    rg = record.graph
+    dos = rg.value(enc, CPTKG.serviceDate)
+    lines = sorted(set(g.subjects(CPTKG.encounter, enc)))
+    reported, not_reported = [], []
+    for line in lines:
+        code = g.value(line, CPTKG.code)
+        notation = lab.notation(code)
+        rules = [lab.rule(r) for r in sorted(g.objects(line, CPTKG.derivedBy))]
+        acts = sorted(_local(a) for a in g.objects(line, CPTKG.act))
+        sups = sorted(g.subjects(CPTKG.suppresses, line))
+        entry = {
+            "code": notation,
+            "label": lab.label(code),
+            "acts": acts,
+            "rules": rules,
+            "codeSources": lab.sources(code),
+        }
+        if sups:
+            entry["reasons"] = []
+            for s in sups:
+                entry["reasons"].append({
+                    "reason": str(g.value(s, CPTKG.reason)),
+                    "rules": [lab.rule(r) for r in sorted(g.objects(s, CPTKG.derivedBy))],
+                })
+            entry["reasons"].sort(key=lambda r: r["reason"])
+            not_reported.append(entry)
+            continue
+        units = g.value(line, CPTKG.units)
+        entry["units"] = int(units) if units is not None else 1
+        mods = []
+        for ma in sorted(g.subjects(CPTKG.assignsTo, line)):
+            for m in g.objects(ma, CPTKG.modifier):
+                mods.append({"modifier": lab.notation(m), "reason": str(g.value(ma, CPTKG.reason)),
+                             "rules": [lab.rule(r) for r in sorted(g.objects(ma, CPTKG.derivedBy))]})
+        mods.sort(key=lambda m: m["modifier"])
+        entry["modifiers"] = [m["modifier"] for m in mods]
+        entry["modifierReasons"] = mods
+        entry["addOn"] = lab.is_addon(code)
+        reported.append(entry)
+    reported.sort(key=lambda e: (e["addOn"], e["code"]))
+    not_reported.sort(key=lambda e: e["code"])
+    return {
+        "id": record.id,
+        "file": str(record.file),
+        "dateOfService": str(dos) if dos is not None else None,
+        "codes": reported,
+        "notReported": not_reported,
+    }
+
+
+def code_with_modifiers(entry):
+    return entry["code"] + "".join("-" + m for m in entry["modifiers"])
+
+
+def encounter_text(summary, explain=False):
+    out = [f"Encounter {summary['id']} ({summary['dateOfService']})"]
+    if not summary["codes"]:
+        out.append("  Report: no code")
+    for c in summary["codes"]:
+        units = f" x{c['units']}" if c["units"] != 1 else ""
+        out.append(f"  Report {code_with_modifiers(c)}{units}  {c['label'] or ''}")
+        for r in c["rules"]:
+            srcs = "; ".join(s["title"] or s["id"] for s in r["sources"])
+            out.append(f"      rule {r['id']}: {r['title']}" + (f" [source: {srcs}]" if srcs and explain else ""))
+        if explain:
+            srcs = "; ".join(s["title"] or s["id"] for s in c["codeSources"])
+            if srcs:
+                out.append(f"      code facts from: {srcs}")
+            if c["acts"]:
+                out.append(f"      for: {', '.join(c['acts'])}")
+        for m in c["modifierReasons"]:
+            out.append(f"      modifier {m['reason']}")
+    if summary["notReported"]:
+        out.append("  Considered, not reported:")
+        for c in summary["notReported"]:
+            for r in c["reasons"]:
+                rule = r["rules"][0]["id"] if r["rules"] else "?"
+                out.append(f"    {r['reason']}  (rule {rule})")
+    return "\n".join(out)
+
+
+def error_text(err):
+    return f"ERROR {err}"
+
+
+def to_json(obj):
+    return json.dumps(obj, indent=2, ensure_ascii=False)
+
+
+def findings_csv(findings):
+    buf = io.StringIO()
+    cols = ["claim", "line", "code", "severity", "message", "shape", "sources", "focus", "file"]
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for f in findings:
+        row = dict(f)
+        row["sources"] = "; ".join(s["id"] for s in f.get("sources", []))
+        w.writerow(row)
+    return buf.getvalue()
+
+
+def finding_text(f):
+    where = f"claim {f['claim']}" + (f" line {f['line']}" if f.get("line") is not None else "")
+    code = f" {f['code']}" if f.get("code") else ""
+    return f"{f['severity'].upper():9} {where}{code}: {f['message']}  [{f['shape']}]"

@@ -1,0 +1,149 @@
+"""Validation with SHACL: claims against shapes/coding, encounters against shapes/encounter,
+the knowledge base against shapes/kb. pySHACL is the reference engine.
+
+Findings are plain records (claim, line, code, severity, message, shape, sources, focus), beside
+the standard sh:ValidationReport graph.
+"""
+from __future__ import annotations
+
+from rdflib import Graph, URIRef
+from rdflib.namespace import DCTERMS, RDF, RDFS, SKOS
+
+from .kb import parse_turtle
+from .vocab import CPTKG, SH, bind_all
+
+SEVERITY = {SH.Violation: "violation", SH.Warning: "warning", SH.Info: "info"}
+SEVERITY_ORDER = {"violation": 0, "warning": 1, "info": 2}
+
+
+def shapes_graph(content, group):
+    g = bind_all(Graph())
+    for path in sorted((content.root / "shapes").glob("*.ttl")):
+        parse_turtle(path, g)
+    for path in content.shapes.get(group, []):
+        parse_turtle(path, g)
+    return g
+
+
+def _local(node):
+    return str(node).rsplit("/", 1)[-1].rsplit("#", 1)[-1]
+
+
+def _owning_shape(sg, shape):
+    """A property shape's result names the blank node; report the named node shape that owns it."""
+    seen = set()
+    while not isinstance(shape, URIRef) and shape not in seen:
+        seen.add(shape)
+        parent = sg.value(None, SH.property, shape) or sg.value(None, SH.sparql, shape)
+        if parent is None:
+            break
+        shape = parent
+    return shape
+
+
+def run_shacl(data_graph, sg):
+    """Validate in place with pySHACL; return (report graph, list of raw results)."""
+    from pyshacl import validate as shacl_validate
+
+    conforms, report, _ = shacl_validate(
+        data_graph, shacl_graph=sg, advanced=True, inference="none",
+        allow_warnings=True, allow_infos=True, inplace=True, abort_on_first=False,
+    )
+    if not isinstance(report, Graph):
+        from .errors import ContentError
+
+        raise ContentError(f"the SHACL engine refused the shapes: {report}")
+    results = []
+    for r in report.subjects(RDF.type, SH.ValidationResult):
+        source_shape = report.value(r, SH.sourceShape)
+        owner = _owning_shape(sg, source_shape)
+        sources = sorted(str(s) for s in sg.objects(owner, DCTERMS.source))
+        results.append({
+            "focus": report.value(r, SH.focusNode),
+            "path": report.value(r, SH.resultPath),
+            "severity": SEVERITY.get(report.value(r, SH.resultSeverity), "violation"),
+            "message": str(report.value(r, SH.resultMessage) or ""),
+            "shape": _local(owner) if isinstance(owner, URIRef) else str(owner),
+            "shape_label": str(sg.value(owner, RDFS.label) or ""),
+            "sources": sources,
+            "value": report.value(r, SH.value),
+        })
+    return report, results
+
+
+class ClaimValidator:
+    def __init__(self, kb):
+        self.kb = kb
+        self.sg = shapes_graph(kb.content, "coding")
+        self.source_info = {}
+
+    def _source(self, iri):
+        if iri not in self.source_info:
+            s = URIRef(iri)
+            title = self.kb.graph.value(s, DCTERMS.title)
+            self.source_info[iri] = {"id": _local(iri), "title": str(title) if title else None}
+        return self.source_info[iri]
+
+    def validate(self, records):
+        """Validate claim records (each with .graph and .node); return findings, report graph."""
+        data = Graph()
+        data += self.kb.graph
+        for rec in records:
+            data += rec.graph
+        report, results = run_shacl(data, self.sg)
+        by_line = {}
+        for rec in records:
+            for line in rec.graph.objects(rec.node, CPTKG.line):
+                by_line[line] = rec
+        findings = []
+        for r in results:
+            focus = r["focus"]
+            rec = by_line.get(focus)
+            if rec is None and any(True for _ in data.objects(focus, CPTKG.line)):
+                rec = next((x for x in records if x.node == focus), None)
+            if rec is None:
+                continue  # a result on the knowledge graph itself is `cptkg check`'s business
+            g = rec.graph
+            code = g.value(focus, CPTKG.code)
+            number = g.value(focus, CPTKG.lineNumber)
+            findings.append({
+                "claim": rec.id,
+                "line": int(number) if number is not None else None,
+                "code": _local(code) if code is not None else None,
+                "severity": r["severity"],
+                "message": r["message"],
+                "shape": r["shape"],
+                "field": _local(r["path"]) if r["path"] is not None else None,
+                "sources": [self._source(s) for s in r["sources"]],
+                "focus": str(focus),
+                "file": str(rec.file),
+            })
+        findings.sort(key=lambda f: (f["file"], f["claim"], f["line"] or 0, SEVERITY_ORDER[f["severity"]], f["shape"]))
+        return findings, report
+
+
+class EncounterChecker:
+    """Input checks on described encounters (shapes/encounter). A violation makes the record bad input."""
+
+    def __init__(self, kb):
+        self.kb = kb
+        self.sg = shapes_graph(kb.content, "encounter")
+
+    def check(self, records):
+        if not self.sg or not records:
+            return {}
+        data = Graph()
+        data += self.kb.graph
+        owner = {}
+        for rec in records:
+            data += rec.graph
+            for s in rec.graph.subjects():
+                owner.setdefault(s, rec)
+        _, results = run_shacl(data, self.sg)
+        problems = {}
+        for r in results:
+            rec = owner.get(r["focus"])
+            if rec is None:
+                continue
+            problems.setdefault(rec.id, []).append(r)
+        return problems
