@@ -54,7 +54,7 @@ def base_for(path: Path) -> str:
 def _check_keys(obj, terms, file, record, prefix=""):
     if isinstance(obj, list):
         for i, item in enumerate(obj):
-            _check_keys(item, terms, file, record, f"{prefix}[{i}]")
+            _check_keys(item, terms, file, record, f"{prefix}[{i}].")
         return
     if not isinstance(obj, dict):
         return
@@ -64,7 +64,7 @@ def _check_keys(obj, terms, file, record, prefix=""):
         if key not in terms:
             raise InputError(f"unknown field '{key}' (known fields are the terms of ontology/context.jsonld)",
                              file=file, record=record, field=f"{prefix}{key}")
-        _check_keys(value, terms, file, record, f"{prefix}{key}.")
+        _check_keys(value, terms, file, record, f"{prefix}{key}" + ("" if isinstance(value, list) else "."))
 
 
 def _json_to_graph(obj: dict, context: dict, base: str, file, record) -> Graph:
@@ -185,6 +185,13 @@ def _graph_record(kind, path, n, obj, context, terms, base, index):
         return Record(id=rid, file=path, line=n, graph=g, node=node, source=obj)
     except InputError as err:
         return Record(id=rid or f"#{index}", file=path, line=n, error=err)
+
+
+def record_from_object(obj, kind: str, context_path: Path, file="<inline>", index=0):
+    """One record from an already-parsed JSON object (test cases, the web page, the server)."""
+    context = load_context(context_path)
+    terms = set(k for k in context if not k.startswith("@"))
+    return _graph_record(kind, Path(file), None, obj, context, terms, base_for(Path(file)), index)
 
 
 def read_records(path, kind: str, context_path: Path):
