@@ -10,6 +10,7 @@ from rdflib import Graph, URIRef
 from rdflib.namespace import DCTERMS, RDF, RDFS, SKOS
 
 from .kb import parse_turtle
+from .sparqlcache import install as _install_sparql_cache
 from .vocab import CPTKG, SH, bind_all
 
 SEVERITY = {SH.Violation: "violation", SH.Warning: "warning", SH.Info: "info"}
@@ -44,6 +45,8 @@ def _owning_shape(sg, shape):
 def run_shacl(data_graph, sg):
     """Validate in place with pySHACL; return (report graph, list of raw results)."""
     from pyshacl import validate as shacl_validate
+
+    _install_sparql_cache()
 
     conforms, report, _ = shacl_validate(
         data_graph, shacl_graph=sg, advanced=True, inference="none",

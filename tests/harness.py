@@ -36,6 +36,7 @@ def load_case(path):
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+@lru_cache(maxsize=None)
 def derive_case(path):
     case = load_case(path)
     kb, deriver, _, checker = engine(tuple(case.get("overlays", ())))
@@ -79,6 +80,7 @@ def check_derive(case, summary):
         assert text.lower() in reasons.lower(), f"{code}: reason should mention '{text}': {reasons}"
 
 
+@lru_cache(maxsize=None)
 def validate_case(path):
     case = load_case(path)
     kb, _, validator, _ = engine(tuple(case.get("overlays", ())))
@@ -90,6 +92,18 @@ def validate_case(path):
         records.append(rec)
     findings, _ = validator.validate(records)
     return case, findings
+
+
+def encounter_case(path):
+    """An encounter-input case: the file must be rejected with the named shape and field."""
+    from reasoner.inputs import read_records
+
+    case = load_case(path)
+    kb, _, _, checker = engine()
+    records = list(read_records(path, "encounter", kb.content.context))
+    good = [r for r in records if r.error is None]
+    problems = checker.check(good)
+    return case, records, problems
 
 
 def check_validate(case, findings):
