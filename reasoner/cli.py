@@ -143,7 +143,8 @@ def cmd_validate(args):
         print(f"cptkg: {_error_line(e)} [claim {e['claim']}]", file=sys.stderr)
     if errors:
         return EXIT_BAD_INPUT
-    return EXIT_VIOLATIONS if summary["bySeverity"]["violation"] else EXIT_OK
+    failing = {"violation": ("violation",), "warning": ("violation", "warning"), "none": ()}[args.fail_on]
+    return EXIT_VIOLATIONS if any(summary["bySeverity"][s] for s in failing) else EXIT_OK
 
 
 def _count(findings, key):
@@ -226,6 +227,8 @@ def build_parser():
     v = sub.add_parser("validate", help="coded claims -> every rule they break")
     v.add_argument("files", nargs="+")
     v.add_argument("--format", choices=("text", "json", "csv", "ttl"), default="text")
+    v.add_argument("--fail-on", choices=("violation", "warning", "none"), default="violation",
+                   help="which findings make the exit code 1 (default: violation)")
     v.add_argument("--output", "-o")
     v.set_defaults(func=cmd_validate)
 

@@ -2,7 +2,8 @@
 
 owlready2 does not parse Turtle, so the modules are loaded with rdflib and handed over as
 N-Triples in a fresh World(). HermiT rejects xsd:date, so date literals are given to it as
-xsd:dateTime at midnight (the same instant; nothing in the axioms compares dates). Pellet, the
+xsd:dateTime at midnight (the same instant; nothing in the axioms compares dates). The merged
+graph already holds every module, so owl:imports are dropped: owlready2 would try to download them. Pellet, the
 other bundled reasoner, does not run on Java 17 with owlready2 0.51, so HermiT is the one used.
 """
 from __future__ import annotations
@@ -11,12 +12,14 @@ import tempfile
 from pathlib import Path
 
 from rdflib import Graph, Literal
-from rdflib.namespace import XSD
+from rdflib.namespace import OWL, XSD
 
 
 def reasoner_graph(kb_graph: Graph) -> Graph:
     g = Graph()
     for s, p, o in kb_graph:
+        if p == OWL.imports:
+            continue  # every module is already merged; owlready2 would try to fetch the IRI
         if isinstance(o, Literal) and o.datatype == XSD.date:
             o = Literal(f"{o}T00:00:00", datatype=XSD.dateTime)
         elif o == XSD.date:  # rdfs:range xsd:date declarations

@@ -14,6 +14,7 @@ from rdflib.namespace import DCTERMS, RDF, RDFS, SKOS
 from .vocab import CPTKG
 
 JSON_SCHEMA_VERSION = "1"
+DATE_RULE = "screen-date-of-service"
 
 
 def _local(iri):
@@ -84,6 +85,9 @@ def summarize_encounter(kb, record, derived):
             "codeSources": lab.sources(code),
         }
         if sups:
+            repl = sorted(lab.notation(r) for r in lab.g.objects(code, CPTKG.replacedBy))
+            if repl:
+                entry["replacedBy"] = ", ".join(repl)
             entry["reasons"] = []
             for s in sups:
                 entry["reasons"].append({
@@ -138,12 +142,19 @@ def encounter_text(summary, explain=False):
                 out.append(f"      for: {', '.join(c['acts'])}")
         for m in c["modifierReasons"]:
             out.append(f"      modifier {m['reason']}")
-    if summary["notReported"]:
+    dated, other = [], []
+    for c in summary["notReported"]:
+        rules = {r["rules"][0]["id"] if r["rules"] else "?" for r in c["reasons"]}
+        (dated if rules == {DATE_RULE} and not explain else other).append(c)
+    if other:
         out.append("  Considered, not reported:")
-        for c in summary["notReported"]:
-            for r in c["reasons"]:
-                rule = r["rules"][0]["id"] if r["rules"] else "?"
-                out.append(f"    {r['reason']}  (rule {rule})")
+        for c in other:
+            reasons = "; ".join(r["reason"].split(": ", 1)[-1] if i else r["reason"] for i, r in enumerate(c["reasons"]))
+            rules = ", ".join(sorted({r["rules"][0]["id"] for r in c["reasons"] if r["rules"]}))
+            out.append(f"    {reasons}  (rule {rules})")
+    if dated:
+        out.append("  Not valid on this date: " + ", ".join(
+            c["code"] + (f" (replaced by {c['replacedBy']})" if c.get("replacedBy") else "") for c in dated))
     return "\n".join(out)
 
 
