@@ -161,6 +161,8 @@ def _prepare_claim(obj, file, index):
         line.setdefault("id", f"{rid}-L{line['line']}")
         line.setdefault("type", "ClaimLine")
         line.setdefault("units", 1)
+        if isinstance(line.get("documented"), str):
+            line["documented"] = [d for d in line["documented"].replace(";", " ").replace(",", " ").split() if d]
         if isinstance(line.get("modifiers"), str):
             line["modifiers"] = [m for m in line["modifiers"].replace(";", " ").replace(",", " ").split() if m]
         for key in CLAIM_DEFAULTS:
@@ -263,6 +265,7 @@ CSV_COLUMNS = {
     "units": "units", "modifiers": "modifiers", "modifier": "modifiers",
     "date_of_service": "dateOfService", "dos": "dateOfService", "place_of_service": "placeOfService",
     "pos": "placeOfService", "claim_type": "claimType", "patient_age": "patientAge", "payer": "payer",
+    "documented": "documented",
 }
 INT_FIELDS = ("line", "units", "patientAge")
 
