@@ -70,8 +70,20 @@ class KnowledgeBase:
         for name in self.overlays:
             for module in self.content.overlays.get(name, []):
                 self._add_module(module)
+            self._apply_supersedes(name)
         rules = rule_triples(self.content)
         self._add_graph(RULES_GRAPH, rules)
+
+    def _apply_supersedes(self, name):
+        """An overlay states `<node> cptkg:supersedes <base statement>`: in that layer the base
+        statement (an edit, a limit) does not hold. Its triples leave the union graph the rules
+        run over; the module's own named graph keeps them, and `cptkg:supersededBy` says why."""
+        for module in self.content.overlays.get(name, []):
+            g = self.module_graphs[module.id]
+            for by, old in g.subject_objects(CPTKG.supersedes):
+                for t in list(self.graph.triples((old, None, None))):
+                    self.graph.remove(t)
+                self.graph.add((old, CPTKG.supersededBy, by))
 
     def _add_module(self, module):
         name = URIRef(GRAPH + module.id)

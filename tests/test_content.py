@@ -195,3 +195,23 @@ def test_owl_consistent():
 
     ok, unsat, message = consistency(engine()[0].graph)
     assert ok and not unsat, message
+
+
+@pytest.mark.parametrize("overlay", sorted(discover(ROOT).overlays), ids=str)
+def test_overlay_loads_and_conforms(overlay):
+    """Each overlay folder loads with --overlay NAME and keeps the knowledge base sound."""
+    kb = engine((overlay,))[0]
+    bad = [r for r in kb_shape_results(kb) if r["severity"] == "violation"]
+    assert not bad, "\n".join(f"{r['focus']}: {r['message']} [{r['shape']}]" for r in bad)
+    assert any(kb.graph.triples((None, RDF.type, CPTKG.Overlay)))
+
+
+def test_overlay_supersedes_leaves_default_untouched():
+    from reasoner.vocab import BASE
+
+    default = engine()[0]
+    layered = engine(("cpt-assistant-2008",))[0]
+    old = URIRef(BASE + "edit/mue-77003")
+    assert (old, CPTKG.maxUnits, None) in default.graph
+    assert (old, CPTKG.maxUnits, None) not in layered.graph
+    assert (old, CPTKG.supersededBy, None) in layered.graph
