@@ -41,6 +41,10 @@ def _records(paths, kind, content):
 
 
 def cmd_derive(args):
+    if getattr(args, "out", None):
+        return _derive_batch(args)
+    if len(args.files) == 1 and args.files[0].endswith(".jsonl") and _is_derive_results(args.files[0]):
+        return _explain_from_results(args)
     from rdflib import Graph
 
     from .render import encounter_text, summarize_encounter, to_json
@@ -100,6 +104,69 @@ def cmd_derive(args):
     return EXIT_BAD_INPUT if errors else EXIT_OK
 
 
+def _is_derive_results(path):
+    """A JSONL file written by `derive --out` (records with codes and notReported)."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            first = json.loads(fh.readline() or "{}")
+    except (OSError, ValueError):
+        return False
+    return "notReported" in first or ("error" in first and "id" in first and "claim" not in first)
+
+
+def _explain_from_results(args):
+    """Explain encounters from a stored derivation (no re-derivation, one record in memory at a time)."""
+    import json
+
+    from .render import encounter_text
+
+    wanted = set(args.encounter or ())
+    out, found = _out(args), 0
+    with open(args.files[0], encoding="utf-8") as fh:
+        for text in fh:
+            r = json.loads(text)
+            if wanted and r.get("id") not in wanted:
+                continue
+            found += 1
+            if "error" in r:
+                out.write(f"Encounter {r['id']}: ERROR {_error_line(r['error'])}\n\n")
+            else:
+                out.write(encounter_text(r, explain=args.explain) + "\n\n")
+    if wanted and not found:
+        raise CptkgError(f"no encounter with id {', '.join(sorted(wanted))} in {args.files[0]}")
+    return EXIT_OK
+
+
+def _derive_batch(args):
+    from . import batch
+
+    content = _content(args)
+    overlays = tuple(args.overlay or ())
+    out = Path(args.out)
+    sig = batch.signature("encounter", args.files, overlays, "reference", args.chunk)
+    checkpoint = batch.Checkpoint(out, args.resume, sig)
+    sink = batch.JsonlSink(out, checkpoint.offset)
+    try:
+        counts = batch.run("encounter", args.files, root=content.root, overlays=overlays, jobs=args.jobs,
+                           chunk=args.chunk, sink=sink, checkpoint=checkpoint, progress=sys.stderr.isatty())
+    finally:
+        sink.close()
+    errors = 0
+    import json
+
+    total = 0
+    with open(out, encoding="utf-8") as fh:
+        for text in fh:
+            total += 1
+            errors += "error" in json.loads(text)
+    print(f"{total} encounters, {errors} input errors -> {out} (explain one with: cptkg explain {out} --encounter ID)",
+          file=sys.stderr)
+    del counts
+    return EXIT_BAD_INPUT if errors else EXIT_OK
+
+
 def _error_line(e):
     where = ", ".join(x for x in (
         f"{e['file']}" + (f":{e['line']}" if e.get("line") else "") if e.get("file") else None,
@@ -108,43 +175,80 @@ def _error_line(e):
 
 
 def cmd_validate(args):
+    from . import batch
     from .render import finding_text, findings_csv, to_json
-    from .validate import ClaimValidator
 
-    kb = _kb(args)
-    validator = ClaimValidator(kb)
-    records = list(_records(args.files, "claim", kb.content))
-    good = [r for r in records if r.error is None]
-    bad = [r for r in records if r.error is not None]
-    findings, report = validator.validate(good) if good else ([], None)
+    if args.format == "ttl":
+        return _validate_report_ttl(args)
+    content = _content(args)
+    overlays = tuple(args.overlay or ())
+    jobs = args.jobs or (1 if not args.out else None)
+    if args.out:
+        out = Path(args.out)
+        sig = batch.signature("claim", args.files, overlays, args.engine, args.chunk)
+        checkpoint = batch.Checkpoint(out, args.resume, sig)
+        sink_cls = batch.CsvFindingsSink if out.suffix == ".csv" else batch.JsonlSink
+        sink = sink_cls(out, checkpoint.offset)
+        try:
+            batch.run("claim", args.files, root=content.root, overlays=overlays, engine=args.engine, jobs=jobs,
+                      chunk=args.chunk, sink=sink, checkpoint=checkpoint, progress=sys.stderr.isatty())
+        finally:
+            sink.close()
+        summary = batch.summarize(batch.read_results(out))
+        summary_path = Path(args.summary) if args.summary else out.with_name(out.stem + ".summary.json")
+        summary_path.write_text(to_json(summary) + "\n")
+        print(f"{summary['claims']} claims, {summary['findings']} findings "
+              f"({', '.join(f'{v} {k}' for k, v in summary['bySeverity'].items()) or 'none'}), "
+              f"{summary['errors']} input errors -> {out}, {summary_path}", file=sys.stderr)
+        return _validate_exit(summary, args)
+    sink = batch.ListSink()
+    batch.run("claim", args.files, root=content.root, overlays=overlays, engine=args.engine, jobs=jobs,
+              chunk=args.chunk, sink=sink, progress=False)
+    results = sink.results
+    summary = batch.summarize(results)
+    findings = [f for r in results for f in r["findings"]]
+    errors = [{"claim": r["claim"], **r["error"]} for r in results if r["status"] == "error"]
     out = _out(args)
-    errors = [{"claim": r.id, "file": str(r.file), **r.error.as_record()} for r in bad]
-    summary = {
-        "claims": len(records), "validated": len(good), "errors": len(errors),
-        "findings": len(findings),
-        "bySeverity": {s: sum(1 for f in findings if f["severity"] == s) for s in ("violation", "warning", "info")},
-        "byShape": _count(findings, "shape"), "byCode": _count(findings, "code"),
-    }
     if args.format == "json":
         out.write(to_json({"schemaVersion": "1", "summary": summary, "findings": findings, "errors": errors}) + "\n")
     elif args.format == "csv":
         out.write(findings_csv(findings))
-    elif args.format == "ttl":
-        out.write(report.serialize(format="turtle") if report is not None else "")
     else:
         for f in findings:
             out.write(finding_text(f) + "\n")
         for e in errors:
             out.write(f"ERROR     claim {e['claim']}: {_error_line(e)}\n")
+        sev = summary["bySeverity"]
         out.write(f"{summary['claims']} claims, {summary['findings']} findings "
-                  f"({summary['bySeverity']['violation']} violations, {summary['bySeverity']['warning']} warnings, "
-                  f"{summary['bySeverity']['info']} info), {summary['errors']} input errors\n")
+                  f"({sev.get('violation', 0)} violations, {sev.get('warning', 0)} warnings, "
+                  f"{sev.get('info', 0)} info), {summary['errors']} input errors\n")
     for e in errors:
         print(f"cptkg: {_error_line(e)} [claim {e['claim']}]", file=sys.stderr)
-    if errors:
+    return _validate_exit(summary, args)
+
+
+def _validate_exit(summary, args):
+    if summary["errors"]:
         return EXIT_BAD_INPUT
     failing = {"violation": ("violation",), "warning": ("violation", "warning"), "none": ()}[args.fail_on]
-    return EXIT_VIOLATIONS if any(summary["bySeverity"][s] for s in failing) else EXIT_OK
+    return EXIT_VIOLATIONS if any(summary["bySeverity"].get(s) for s in failing) else EXIT_OK
+
+
+def _validate_report_ttl(args):
+    """The standard sh:ValidationReport of the reference engine, for small inputs."""
+    from .validate import ClaimValidator
+
+    kb = _kb(args)
+    records = list(_records(args.files, "claim", kb.content))
+    good = [r for r in records if r.error is None]
+    findings, report = ClaimValidator(kb).validate(good) if good else ([], None)
+    _out(args).write(report.serialize(format="turtle") if report is not None else "")
+    for r in records:
+        if r.error is not None:
+            print(f"cptkg: {r.error}", file=sys.stderr)
+    if any(r.error is not None for r in records):
+        return EXIT_BAD_INPUT
+    return EXIT_VIOLATIONS if any(f["severity"] == "violation" for f in findings) else EXIT_OK
 
 
 def _count(findings, key):
@@ -184,6 +288,44 @@ def cmd_check(args):
     return EXIT_OK if ok else EXIT_BAD_INPUT
 
 
+def cmd_import_ncci(args):
+    from .importers.ncci import run_import
+
+    content = _content(args)
+    print(f"importing {len(args.paths)} file(s) for {args.quarter}, scope {args.scope}")
+    result = run_import(content, args.paths, args.quarter, scope=args.scope, setting=args.setting, log=print)
+    for w in result.modules:
+        rows = sum(s.written for s in w.files)
+        print(f"wrote {w.path.relative_to(content.root)}: {rows} edits from {len(w.files)} file(s)")
+        for warning in w.warnings:
+            print(f"  warning: {warning}")
+    for note in result.notes:
+        print(f"note: {note}")
+    if result.codes_module is not None:
+        print(f"wrote {result.codes_module.relative_to(content.root)}: {result.code_stanzas} code stanzas "
+              f"for codes the hand-written graph does not describe")
+    if result.modules:
+        print("registered in ontology/cptkg.ttl and ontology/catalog-v001.xml; run `cptkg check`")
+    peak = _peak_mb()
+    print(f"done in {result.seconds:.1f} s" + (f", peak memory {peak:.0f} MB" if peak else ""))
+    for err in result.errors:
+        print(f"cptkg: {err}", file=sys.stderr)
+    shown = sum(1 for e in result.errors if e.line)
+    if result.malformed > shown:
+        print(f"cptkg: {result.malformed - shown} more malformed rows not shown (counted in the module comment)",
+              file=sys.stderr)
+    return EXIT_OK if result.ok else EXIT_BAD_INPUT
+
+
+def _peak_mb():
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 if sys.platform != "darwin" else peak / (1024 * 1024)
+
+
 def cmd_list(args):
     content = _content(args)
     print(f"content root: {content.root}")
@@ -216,9 +358,13 @@ def build_parser():
     d.add_argument("--explain", action="store_true", help="show rule sources and code facts in the text")
     d.add_argument("--encounter", action="append", help="only this encounter id (repeatable)")
     d.add_argument("--output", "-o")
+    d.add_argument("--out", help="stream one JSON record per encounter to this .jsonl file (any size, every core)")
+    d.add_argument("--jobs", "-j", type=int, help="with --out: worker processes (default: every core)")
+    d.add_argument("--chunk", type=int, default=100, help="with --out: encounters per work unit")
+    d.add_argument("--resume", action="store_true", help="with --out: skip the chunks an interrupted run finished")
     d.set_defaults(func=cmd_derive)
 
-    e = sub.add_parser("explain", help="derive with the full chain of rules and sources")
+    e = sub.add_parser("explain", help="derive with the full chain of rules and sources (or read a `derive --out` file)")
     e.add_argument("files", nargs="+")
     e.add_argument("--encounter", action="append")
     e.add_argument("--output", "-o")
@@ -229,6 +375,13 @@ def build_parser():
     v.add_argument("--format", choices=("text", "json", "csv", "ttl"), default="text")
     v.add_argument("--fail-on", choices=("violation", "warning", "none"), default="violation",
                    help="which findings make the exit code 1 (default: violation)")
+    v.add_argument("--engine", choices=("reference", "fast"), default="reference",
+                   help="reference: pySHACL over rdflib; fast: compiled SPARQL over pyoxigraph")
+    v.add_argument("--out", help="stream results to this .jsonl (one record per claim) or .csv (a row per finding) file")
+    v.add_argument("--summary", help="with --out: where to write the summary JSON (default: <out>.summary.json)")
+    v.add_argument("--jobs", "-j", type=int, help="worker processes (default: every core with --out, else 1)")
+    v.add_argument("--chunk", type=int, default=250, help="claims per work unit (default 250)")
+    v.add_argument("--resume", action="store_true", help="with --out: skip the chunks an interrupted run finished")
     v.add_argument("--output", "-o")
     v.set_defaults(func=cmd_validate)
 
@@ -244,6 +397,19 @@ def build_parser():
     c = sub.add_parser("check", help="parse all content, run the knowledge-base shapes, and an OWL consistency check")
     c.add_argument("--no-owl", action="store_true", help="skip the HermiT consistency check")
     c.set_defaults(func=cmd_check)
+
+    im = sub.add_parser("import", help="load external edit files into generated knowledge modules")
+    isub = im.add_subparsers(dest="source", required=True)
+    n = isub.add_parser("ncci", help="CMS NCCI PTP, MUE and AOC files (TXT, CSV, xlsx, or the CMS zips)",
+                        description="Write ontology/edits/generated/<family>-<setting>-<quarter>.ttl from CMS NCCI "
+                                    "files and register it in ontology/cptkg.ttl; re-running replaces the module.")
+    n.add_argument("paths", nargs="+", metavar="PATH")
+    n.add_argument("--quarter", required=True, help="the quarter the files are for, e.g. 2026Q4")
+    n.add_argument("--scope", choices=("kb", "all"), default="kb",
+                   help="kb (default): only rows naming a code the graph describes; all: every row (large)")
+    n.add_argument("--setting", choices=("practitioner", "facility"),
+                   help="the table's setting when neither its name nor its header tells")
+    n.set_defaults(func=cmd_import_ncci)
 
     ls = sub.add_parser("list", help="list the content the engine discovers")
     ls.set_defaults(func=cmd_list)

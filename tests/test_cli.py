@@ -109,7 +109,7 @@ def test_bad_input_names_file_record_and_field(tmp_path):
     r = run("validate", str(bad), "--format", "json")
     assert r.returncode == 2
     doc = json.loads(r.stdout)
-    assert doc["summary"]["claims"] == 3 and doc["summary"]["validated"] == 2  # nothing dropped silently
+    assert doc["summary"]["claims"] == 3 and doc["summary"]["byStatus"] == {"conforms": 1, "error": 1, "violation": 1}  # nothing dropped silently
     err = doc["errors"][0]
     assert err["line"] == 3 and err["field"] == "units" and "bad.csv" in err["file"]
     assert "bad.csv:3" in r.stderr

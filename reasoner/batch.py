@@ -1,0 +1,538 @@
+"""Streaming batches: claims or encounters from files of any size, validated or derived in
+chunks on every core, written as they finish, resumable after an interruption.
+
+Every input record yields exactly one output record: a result (with its findings or codes) or an
+error naming the file, the line and the field. Nothing is dropped silently.
+
+Readers stream: CSV rows are grouped by claim id (the lines of a claim must be consecutive),
+JSON Lines hold one record a line, FHIR R4 Claim resources come as NDJSON, a Bundle or a single
+resource. Workers load the knowledge base once and get raw records (plain dicts), so the JSON-LD
+conversion runs in parallel too.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .errors import InputError
+
+CHUNK = 250
+_LINE = None  # cptkg:line, set on first use (keeps rdflib out of the readers' import path)
+
+
+# ---------------------------------------------------------------------------------------------
+# readers: yield (file, line, obj) or (file, line, InputError)
+
+def _csv_claims(path):
+    from .inputs import CSV_COLUMNS, INT_FIELDS
+
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.reader(fh)
+        try:
+            header = next(reader)
+        except StopIteration:
+            yield path, 1, InputError("empty CSV file", file=path, line=1)
+            return
+        keys = []
+        for name in header:
+            key = CSV_COLUMNS.get(name.strip().lower().replace(" ", "_"))
+            if key is None:
+                yield path, 1, InputError(f"unknown column '{name}'", file=path, line=1, field=name)
+                return
+            keys.append((name, key))
+        if "claimId" not in [k for _, k in keys] or "code" not in [k for _, k in keys]:
+            yield path, 1, InputError("CSV needs the columns claim_id and code", file=path, line=1)
+            return
+        current, first_line, lines, seen = None, None, [], set()
+        bad_claims = {}
+        row_no = 1
+        for row in reader:
+            row_no = reader.line_num
+            if not any(cell.strip() for cell in row):
+                continue
+            line, err = {}, None
+            if len(row) != len(keys):
+                err = InputError(f"{len(row)} fields, expected {len(keys)}", file=path, line=row_no)
+            else:
+                for (name, key), value in zip(keys, row):
+                    value = value.strip()
+                    if not value:
+                        continue
+                    if key in INT_FIELDS:
+                        try:
+                            value = int(value)
+                        except ValueError:
+                            err = InputError(f"'{value}' is not a whole number", file=path, line=row_no, field=name)
+                            break
+                    line[key] = value
+            cid = line.pop("claimId", None) if err is None else (row[[k for _, k in keys].index("claimId")].strip()
+                                                                    if len(row) == len(keys) else None)
+            if err is None and not cid:
+                err = InputError("no claim id", file=path, line=row_no, field="claim_id")
+            if cid != current:
+                if current is not None:
+                    yield from _emit_csv_claim(path, first_line, current, lines, bad_claims)
+                if cid in seen:
+                    err = err or InputError(f"lines of claim {cid} are not consecutive (claim seen before line {row_no})",
+                                            file=path, line=row_no, field="claim_id")
+                current, first_line, lines = cid, row_no, []
+                if cid is not None:
+                    seen.add(cid)
+            if err is not None:
+                bad_claims.setdefault(cid, err)
+            else:
+                lines.append(line)
+        if current is not None or bad_claims.get(None):
+            yield from _emit_csv_claim(path, first_line, current, lines, bad_claims)
+
+
+def _emit_csv_claim(path, first_line, cid, lines, bad_claims):
+    err = bad_claims.pop(cid, None)
+    if err is not None:
+        err.record = cid
+        yield path, first_line, err
+    elif cid is not None:
+        yield path, first_line, {"id": cid, "lines": lines}
+
+
+def _jsonl(path):
+    with open(path, encoding="utf-8") as fh:
+        for n, text in enumerate(fh, 1):
+            if not text.strip():
+                continue
+            try:
+                yield path, n, json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield path, n, InputError(f"not valid JSON: {exc.msg}", file=path, line=n)
+
+
+def _json(path, key):
+    from .inputs import _records_from_json
+
+    for n, obj in _records_from_json(Path(path)):
+        yield path, n, obj
+
+
+# FHIR R4 Claim -> our claim JSON. Only what the coding rules read is mapped.
+FHIR_CPT_SYSTEMS = ("http://www.ama-assn.org/go/cpt", "urn:oid:2.16.840.1.113883.6.12",
+                    "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "urn:oid:2.16.840.1.113883.6.285",
+                    "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets")
+FHIR_TYPES = {"professional": "professional", "institutional": "facility"}
+
+
+def fhir_claim(resource, file=None, line=None):
+    """Map a FHIR R4 Claim resource to a claim dict; raise InputError naming the element."""
+    rid = resource.get("id")
+    if resource.get("resourceType") != "Claim":
+        raise InputError(f"resourceType {resource.get('resourceType')!r} is not Claim", file=file, line=line, record=rid)
+    if not rid:
+        raise InputError("Claim has no id", file=file, line=line, field="Claim.id")
+    claim = {"id": rid, "lines": []}
+    ctype = next((c.get("code") for c in resource.get("type", {}).get("coding", []) if c.get("code")), None)
+    if ctype in FHIR_TYPES:
+        claim["claimType"] = FHIR_TYPES[ctype]
+    period = resource.get("billablePeriod", {}).get("start")
+    for i, item in enumerate(resource.get("item", [])):
+        where = f"Claim.item[{i}]"
+        codes = item.get("productOrService", {}).get("coding", [])
+        code = next((c.get("code") for c in codes if c.get("system") in FHIR_CPT_SYSTEMS), None) or \
+            next((c.get("code") for c in codes if c.get("code")), None)
+        if not code:
+            raise InputError("item has no productOrService code", file=file, line=line, record=rid,
+                             field=f"{where}.productOrService")
+        line_obj = {"line": item.get("sequence", i + 1), "code": code}
+        qty = item.get("quantity", {}).get("value")
+        if qty is not None:
+            if not float(qty).is_integer():
+                raise InputError(f"quantity {qty} is not whole", file=file, line=line, record=rid, field=f"{where}.quantity")
+            line_obj["units"] = int(qty)
+        mods = [c.get("code") for m in item.get("modifier", []) for c in m.get("coding", []) if c.get("code")]
+        if mods:
+            line_obj["modifiers"] = mods
+        dos = item.get("servicedDate") or item.get("servicedPeriod", {}).get("start") or period
+        if dos:
+            line_obj["dateOfService"] = dos[:10]
+        pos = next((c.get("code") for c in item.get("locationCodeableConcept", {}).get("coding", []) if c.get("code")), None)
+        if pos:
+            line_obj["placeOfService"] = pos
+        claim["lines"].append(line_obj)
+    if not claim["lines"]:
+        raise InputError("Claim has no item", file=file, line=line, record=rid, field="Claim.item")
+    return claim
+
+
+def _fhir(path):
+    text_start = Path(path).read_text(encoding="utf-8")[:200].lstrip() if Path(path).suffix != ".ndjson" else ""
+
+    def convert(resource, n):
+        try:
+            return fhir_claim(resource, file=path, line=n)
+        except InputError as err:
+            return err
+
+    if Path(path).suffix == ".ndjson":
+        for _, n, obj in _jsonl(path):
+            yield path, n, obj if isinstance(obj, InputError) else convert(obj, n)
+        return
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if data.get("resourceType") == "Bundle":
+        for i, entry in enumerate(data.get("entry", [])):
+            res = entry.get("resource", {})
+            if res.get("resourceType") == "Claim":
+                yield path, None, convert(res, None)
+    else:
+        yield path, None, convert(data, None)
+    del text_start
+
+
+def _is_fhir(path):
+    p = Path(path)
+    if p.suffix == ".ndjson":
+        return True
+    if p.suffix != ".json":
+        return False
+    with open(p, encoding="utf-8") as fh:
+        head = fh.read(2000)
+    return '"resourceType"' in head
+
+
+def read_raw(paths, kind):
+    """Yield (file, line, obj | InputError) for every record of every file, streaming."""
+    for path in paths:
+        p = Path(path)
+        if not p.exists():
+            yield p, None, InputError("no such file", file=p)
+            continue
+        suffix = p.suffix.lower()
+        if kind == "claim" and suffix == ".csv":
+            yield from _csv_claims(p)
+        elif kind == "claim" and _is_fhir(p):
+            yield from _fhir(p)
+        elif suffix == ".jsonl":
+            yield from _jsonl(p)
+        elif suffix in (".json", ".jsonld"):
+            try:
+                yield from _json(p, kind)
+            except InputError as err:
+                yield p, err.line, err
+        elif suffix in (".ttl", ".nt"):
+            yield p, None, ("rdf", str(p))  # small RDF files: read whole, in the worker
+        else:
+            yield p, None, InputError(f"unknown file type '{suffix}'", file=p)
+
+
+# ---------------------------------------------------------------------------------------------
+# workers
+
+_WORKER = {}
+
+
+def _init_worker(root, overlays, kind, engine):
+    from .content import discover
+    from .kb import load
+
+    content = discover(root, overlays=overlays)
+    kb = load(content, overlays)
+    _WORKER.update(kb=kb, kind=kind, content=content)
+    if kind == "claim":
+        _WORKER["validator"] = make_validator(kb, engine)
+    else:
+        from .rules import Deriver
+        from .validate import EncounterChecker
+
+        _WORKER["deriver"] = Deriver(kb)
+        _WORKER["checker"] = EncounterChecker(kb)
+
+
+def make_validator(kb, engine):
+    if engine == "fast":
+        try:
+            from .fast import FastValidator
+        except ImportError as exc:
+            raise InputError(f"the fast engine is not available ({exc}); use --engine reference")
+        return FastValidator(kb)
+    from .validate import ClaimValidator
+
+    return ClaimValidator(kb)
+
+
+def _to_records(items, kind):
+    from .inputs import Record, read_records, record_from_object
+
+    kb = _WORKER["kb"]
+    out = []
+    for index, (file, line, obj) in items:
+        if isinstance(obj, InputError):
+            out.append(Record(id=obj.record or (f"line {line}" if line else f"#{index}"), file=Path(file), line=line, error=obj))
+        elif isinstance(obj, tuple) and obj[0] == "rdf":
+            out.extend(read_records(obj[1], kind, kb.content.context))
+        else:
+            rec = record_from_object(obj, kind, kb.content.context, file=file, index=index)
+            rec.line = line
+            out.append(rec)
+    return out
+
+
+def _validate_chunk(args):
+    global _LINE
+    from .vocab import CPTKG
+
+    _LINE = CPTKG.line
+    chunk_no, items = args
+    records = _to_records(items, "claim")
+    good = [r for r in records if r.error is None]
+    findings = _WORKER["validator"].validate(good)[0] if good else []
+    by_claim = {}
+    for f in findings:
+        by_claim.setdefault((f["file"], f["claim"]), []).append(f)
+    results = []
+    for r in records:
+        if r.error is not None:
+            results.append({"claim": r.id, "file": str(r.file), "line": r.line, "status": "error",
+                            "error": r.error.as_record(), "findings": []})
+            continue
+        fs = by_claim.get((str(r.file), r.id), [])
+        sev = {f["severity"] for f in fs}
+        status = "violation" if "violation" in sev else "warning" if "warning" in sev else "conforms"
+        n_lines = sum(1 for _ in r.graph.objects(r.node, _LINE))
+        results.append({"claim": r.id, "file": str(r.file), "line": r.line, "status": status, "lines": n_lines,
+                        "findings": fs})
+    return chunk_no, results
+
+
+def _derive_chunk(args):
+    from .render import summarize_encounter
+
+    chunk_no, items = args
+    records = _to_records(items, "encounter")
+    checker, deriver, kb = _WORKER["checker"], _WORKER["deriver"], _WORKER["kb"]
+    problems = checker.check([r for r in records if r.error is None])
+    results = []
+    for rec in records:
+        if rec.error is None and rec.id in problems:
+            bad = [p for p in problems[rec.id] if p["severity"] == "violation"]
+            if bad:
+                p = bad[0]
+                field = str(p["path"]).rsplit("#", 1)[-1] if p["path"] is not None else None
+                rec.error = InputError(f"{p['message']} [{p['shape']}]", file=rec.file, record=rec.id, field=field, line=rec.line)
+        if rec.error is not None:
+            results.append({"id": rec.id, "file": str(rec.file), "line": rec.line, "error": rec.error.as_record()})
+            continue
+        summary = summarize_encounter(kb, rec, deriver.derive(rec.graph))
+        summary["line"] = rec.line
+        results.append(summary)
+    return chunk_no, results
+
+
+# ---------------------------------------------------------------------------------------------
+# the run: chunks on every core, written in order as they finish, with a resumable checkpoint
+
+def chunks(raw, size):
+    chunk, n, index = [], 0, 0
+    for item in raw:
+        chunk.append((index, item))
+        index += 1
+        if len(chunk) >= size:
+            yield n, chunk
+            chunk, n = [], n + 1
+    if chunk:
+        yield n, chunk
+
+
+class Checkpoint:
+    """`<out>.progress`: the chunks already written and the output size after each, so that an
+    interrupted run resumes where it stopped (the output is truncated to the last whole chunk)."""
+
+    def __init__(self, out: Path, resume: bool, signature: str):
+        self.path = out.with_name(out.name + ".progress")
+        self.done = {}
+        self.offset = 0
+        if resume and self.path.exists():
+            lines = self.path.read_text().splitlines()
+            if lines and lines[0] == signature:
+                for line in lines[1:]:
+                    n, off = line.split()
+                    self.done[int(n)] = int(off)
+                self.offset = max(self.done.values(), default=0)
+        if not resume or not self.done:
+            self.path.write_text(signature + "\n")
+            self.done, self.offset = {}, 0
+
+    def record(self, chunk_no, offset):
+        with open(self.path, "a") as fh:
+            fh.write(f"{chunk_no} {offset}\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def finish(self):
+        self.path.unlink(missing_ok=True)
+
+
+class Progress:
+    def __init__(self, noun, enabled):
+        self.noun, self.enabled, self.n, self.t0, self.last = noun, enabled, 0, time.time(), 0.0
+
+    def add(self, k):
+        self.n += k
+        now = time.time()
+        if self.enabled and now - self.last > 0.2:
+            self.last = now
+            rate = self.n / max(now - self.t0, 1e-9)
+            sys.stderr.write(f"\r{self.n:,} {self.noun} ({rate:,.0f}/s)")
+            sys.stderr.flush()
+
+    def close(self):
+        if self.enabled:
+            sys.stderr.write(f"\r{self.n:,} {self.noun} in {time.time() - self.t0:.1f}s\n")
+
+
+def signature(kind, paths, overlays, engine, chunk):
+    return json.dumps({"kind": kind, "files": [str(p) for p in paths], "overlays": list(overlays),
+                       "engine": engine, "chunk": chunk})
+
+
+def run(kind, paths, *, root, overlays=(), engine="reference", jobs=None, chunk=CHUNK, sink=None,
+        checkpoint=None, progress=False):
+    """Process every record of paths; call sink(result) for each, in input order. Returns counts."""
+    jobs = jobs or os.cpu_count() or 1
+    raw = read_raw(paths, kind)
+    work = _validate_chunk if kind == "claim" else _derive_chunk
+    todo = ((n, c) for n, c in chunks(raw, chunk) if not checkpoint or n not in checkpoint.done)
+    bar = Progress("claims" if kind == "claim" else "encounters", progress)
+    counts = {"records": 0, "errors": 0}
+
+    def emit(chunk_no, results):
+        for r in results:
+            counts["records"] += 1
+            if r.get("status") == "error" or "error" in r:
+                counts["errors"] += 1
+            sink(r)
+        if checkpoint:
+            checkpoint.record(chunk_no, sink.flush())
+        bar.add(len(results))
+
+    if jobs == 1:
+        _init_worker(root, tuple(overlays), kind, engine)
+        for item in todo:
+            emit(*work(item))
+    else:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("fork") if hasattr(os, "fork") else mp.get_context()
+        with ctx.Pool(jobs, initializer=_init_worker, initargs=(root, tuple(overlays), kind, engine)) as pool:
+            for chunk_no, results in pool.imap(work, todo, chunksize=1):
+                emit(chunk_no, results)
+    bar.close()
+    if checkpoint:
+        checkpoint.finish()
+    return counts
+
+
+class JsonlSink:
+    """One JSON record per line; flush() returns the byte offset after the last whole record."""
+
+    def __init__(self, path: Path, offset=0):
+        self.fh = open(path, "r+b" if offset else "wb")
+        if offset:
+            self.fh.truncate(offset)
+            self.fh.seek(offset)
+
+    def __call__(self, record):
+        self.fh.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
+
+    def flush(self):
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        return self.fh.tell()
+
+    def close(self):
+        self.fh.close()
+
+
+FINDING_COLUMNS = ["claim", "line", "code", "severity", "message", "shape", "sources", "status", "claim_lines", "file"]
+
+
+class CsvFindingsSink(JsonlSink):
+    """A row per finding; a claim with none gets one row with its status, so every claim appears."""
+
+    def __init__(self, path: Path, offset=0):
+        super().__init__(path, offset)
+        if not offset:
+            self._row(FINDING_COLUMNS)
+
+    def _row(self, values):
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow(values)
+        self.fh.write(buf.getvalue().encode("utf-8"))
+
+    def __call__(self, record):
+        if record.get("status") == "error":
+            e = record["error"]
+            self._row([record["claim"], "", "", "error", e["error"] + (f" (field {e['field']})" if e.get("field") else ""),
+                       "", "", "error", "", record["file"] + (f":{e['line']}" if e.get("line") else "")])
+            return
+        if not record["findings"]:
+            self._row([record["claim"], "", "", "", "", "", "", record["status"], record["lines"], record["file"]])
+        for f in record["findings"]:
+            self._row([f["claim"], f["line"], f["code"], f["severity"], f["message"], f["shape"],
+                       "; ".join(s["id"] for s in f.get("sources", [])), record["status"], record["lines"], f["file"]])
+
+
+class ListSink:
+    """Keeps results in memory (small inputs, text and JSON output)."""
+
+    def __init__(self):
+        self.results = []
+
+    def __call__(self, record):
+        self.results.append(record)
+
+    def flush(self):
+        return len(self.results)
+
+    def close(self):
+        pass
+
+
+def summarize(results):
+    """Summary of validation results: claims, lines, findings by status, severity, rule and code."""
+    summary = {"claims": 0, "lines": 0, "errors": 0, "findings": 0, "byStatus": {}, "bySeverity": {},
+               "byShape": {}, "byCode": {}}
+    for r in results:
+        summary["claims"] += 1
+        summary["lines"] += r.get("lines", 0)
+        summary["byStatus"][r["status"]] = summary["byStatus"].get(r["status"], 0) + 1
+        if r["status"] == "error":
+            summary["errors"] += 1
+        for f in r["findings"]:
+            summary["findings"] += 1
+            for key, field in (("bySeverity", "severity"), ("byShape", "shape"), ("byCode", "code")):
+                k = f.get(field) or ""
+                summary[key][k] = summary[key].get(k, 0) + 1
+    for key in ("byStatus", "bySeverity", "byShape", "byCode"):
+        summary[key] = dict(sorted(summary[key].items(), key=lambda kv: (-kv[1], kv[0])))
+    return summary
+
+
+def read_results(path):
+    """Validation results back from a JSONL or CSV output file (for the summary after a resume)."""
+    path = Path(path)
+    if path.suffix == ".csv":
+        claims = {}
+        with open(path, encoding="utf-8", newline="") as fh:
+            for row in csv.DictReader(fh):
+                key = (row["file"].split(":")[0], row["claim"])
+                r = claims.setdefault(key, {"status": row["status"], "findings": [],
+                                            "lines": int(row["claim_lines"] or 0)})
+                if row["severity"] and row["severity"] != "error":
+                    r["findings"].append({"severity": row["severity"], "shape": row["shape"], "code": row["code"]})
+        yield from claims.values()
+        return
+    with open(path, encoding="utf-8") as fh:
+        for text in fh:
+            yield json.loads(text)
