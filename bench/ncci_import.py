@@ -1,0 +1,118 @@
+"""Bench: `cptkg import ncci` on a synthetic full-size PTP TXT (about two million rows).
+
+    python bench/ncci_import.py [ROWS] [--scope kb|all] [--keep]
+
+Writes a PTP TXT in the published layout (the 6-line preamble, CRLF, Latin-1; codes, dates and
+indicators only, no CPT text) into a temporary folder, imports it into a temporary copy of the
+content root in a child process, and prints the rows, the time and the child's peak memory
+(ru_maxrss). tests/test_import.py runs the same thing at full size.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PREAMBLE = [
+    "CPT only copyright 2025 American Medical Association.  All rights reserved.\t\t\t\t\t\t",
+    "Column1/Column2 Edits\t\t\t\t\t\t",
+    "Column 1\tColumn 2\t*=in existence\tEffective\tDeletion\tModifier\tPTP Edit Rationale",
+    "\t\tprior to 1996\tDate\tDate\t0=not allowed\t",
+    "\t\t\t\t*=no data\t1=allowed\t",
+    "\t\t\t\t\t9=not applicable\t",
+]
+RATIONALES = ("CPT Manual or CMS manual coding instruction", "Mutually exclusive procedures",
+              "Misuse of Column Two code with Column One code", "Standards of medical/surgical practice",
+              "HCPCS/CPT procedure code definition")
+PER_COLUMN1 = 100  # column-2 codes per column-1 code
+
+
+def write_synthetic_ptp(path, rows):
+    """A ccipra-style TXT with `rows` data rows, sorted by column 1 then column 2. Every tenth
+    column-1 code also has 77002 in column 2 (a code of the graph), so scope kb keeps some rows."""
+    path = Path(path)
+    written = 0
+    with open(path, "w", encoding="latin-1", newline="") as f:
+        f.write("\r\n".join(PREAMBLE) + "\r\n")
+        i = 0
+        while written < rows:
+            c1 = f"{10000 + i:05d}"
+            col2 = {f"{30000 + (i * 7 + j * 131) % 60000:05d}" for j in range(PER_COLUMN1)}
+            if i % 10 == 0:
+                col2.add("77002")
+            chunk = []
+            for j, c2 in enumerate(sorted(col2)):
+                if written >= rows:
+                    break
+                k = i + j
+                pre = "*" if k % 17 == 0 else ""
+                eff = "19960101" if pre else f"{2000 + k % 26}{1 + 3 * (k % 4):02d}01"
+                mi = "019"[k % 3] if k % 11 else "9"
+                dele = eff if mi == "9" else ("*" if k % 5 else f"{2000 + k % 26 + 1}1231")
+                chunk.append(f"{c1}\t{c2}\t{pre}\t{eff}\t{dele}\t{mi}\t{RATIONALES[k % 5]}\r\n")
+                written += 1
+            f.write("".join(chunk))
+            i += 1
+    return path
+
+
+def copy_content(target):
+    target = Path(target)
+    for name in ("ontology", "queries", "shapes"):
+        shutil.copytree(ROOT / name, target / name, ignore=shutil.ignore_patterns("generated"))
+    return target
+
+
+CHILD = """
+import resource, sys, time
+from reasoner.cli import main
+t = time.perf_counter()
+rc = main(sys.argv[1:])
+print(f"BENCH rc={rc} seconds={time.perf_counter() - t:.2f} maxrss_kb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}")
+"""
+
+
+def run_import_child(content_root, paths, quarter="2026Q4", scope="kb"):
+    """Run the import in a fresh interpreter; return (returncode, seconds, peak MB, stdout, stderr)."""
+    cmd = [sys.executable, "-c", CHILD, "--content", str(content_root), "import", "ncci", *map(str, paths),
+           "--quarter", quarter, "--scope", scope]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    line = next((l for l in r.stdout.splitlines() if l.startswith("BENCH ")), "")
+    fields = dict(kv.split("=") for kv in line.split()[1:]) if line else {}
+    return (int(fields.get("rc", -1)), float(fields.get("seconds", "nan")),
+            int(fields.get("maxrss_kb", 0)) / 1024, r.stdout, r.stderr)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("rows", nargs="?", type=int, default=2_000_000)
+    ap.add_argument("--scope", choices=("kb", "all"), default="kb")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folder and print it")
+    args = ap.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="cptkg-bench-ncci-"))
+    try:
+        t = time.perf_counter()
+        src = write_synthetic_ptp(tmp / "ccipra-v323r0-f1.TXT", args.rows)
+        print(f"generated {args.rows:,} rows ({src.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t:.1f} s")
+        root = copy_content(tmp / "content")
+        rc, seconds, peak, out, err = run_import_child(root, [src], scope=args.scope)
+        print(out.rstrip())
+        if err.strip():
+            print(err.rstrip(), file=sys.stderr)
+        print(f"import --scope {args.scope}: {args.rows:,} rows in {seconds:.1f} s "
+              f"({args.rows / seconds:,.0f} rows/s), peak memory {peak:.0f} MB, exit {rc}")
+        return rc
+    finally:
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
