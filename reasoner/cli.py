@@ -272,15 +272,47 @@ def cmd_query(args):
     if args.list or not args.query:
         sys.stdout.write(list_reports(content))
         return EXIT_OK
-    kb = _kb(args)
     params = {}
     for p in args.param or []:
         if "=" not in p:
             raise CptkgError(f"--param takes NAME=VALUE, not '{p}'")
         k, v = p.split("=", 1)
         params[k] = v
+    if getattr(args, "endpoint", None):
+        from .query import bind_params, resolve
+        from .serve import remote_query
+
+        if args.data:
+            raise CptkgError("--data loads files beside the local graph; with --endpoint the data must be on the "
+                             "endpoint (`cptkg export --data FILE` writes N-Quads to load there)")
+        result = remote_query(args.endpoint, bind_params(resolve(content, args.query), params))
+        _out(args).write(format_result(result, args.format))
+        return EXIT_OK
+    kb = _kb(args)
     result = run_query(kb, args.query, data=args.data or [], params=params)
     _out(args).write(format_result(result, args.format))
+    return EXIT_OK
+
+
+def cmd_serve(args):
+    from .serve import run_server
+
+    if args.port < 0 or args.port > 65535:
+        raise CptkgError(f"--port must be 0-65535, not {args.port}")
+    return run_server(_kb(args), args)
+
+
+def cmd_export(args):
+    from .serve import write_nquads
+
+    kb = _kb(args)
+    if args.output and args.output != "-":
+        with open(args.output, "wb") as out:
+            quads, graphs = write_nquads(kb, args.data or [], out)
+        print(f"cptkg: wrote {quads} quads in {graphs} named graphs to {args.output}", file=sys.stderr)
+    else:
+        write_nquads(kb, args.data or [], sys.stdout.buffer)
+        sys.stdout.flush()
     return EXIT_OK
 
 
@@ -366,7 +398,7 @@ def build_parser():
     d.add_argument("--output", "-o")
     d.add_argument("--out", help="stream one JSON record per encounter to this .jsonl file (any size, every core)")
     d.add_argument("--jobs", "-j", type=int, help="with --out: worker processes (default: every core)")
-    d.add_argument("--chunk", type=int, default=100, help="with --out: encounters per work unit")
+    d.add_argument("--chunk", type=int, default=50, help="with --out: encounters per work unit (the fast engine slows down on large batches: keep it small)")
     d.add_argument("--resume", action="store_true", help="with --out: skip the chunks an interrupted run finished")
     d.add_argument("--engine", choices=("reference", "fast"), default="fast",
                    help="fast: the rules on pyoxigraph, batched (default); reference: rdflib, one encounter at a time")
@@ -400,8 +432,36 @@ def build_parser():
     q.add_argument("--param", action="append", help="NAME=VALUE for a report parameter")
     q.add_argument("--format", choices=("table", "csv", "json"), default="table")
     q.add_argument("--list", action="store_true", help="list the shipped report queries")
+    q.add_argument("--endpoint", metavar="URL",
+                   help="run the query, unchanged, on this SPARQL 1.1 endpoint instead of the local graph "
+                        "(a bearer token may be given in $CPTKG_TOKEN)")
     q.add_argument("--output", "-o")
     q.set_defaults(func=cmd_query)
+
+    sv = sub.add_parser("serve", help="a read-only SPARQL 1.1 endpoint, the named queries and a web page",
+                        description="Serve the knowledge graph (a named graph per module) plus the claim and "
+                                    "encounter files given (a named graph each) on Oxigraph's server, behind a "
+                                    "front that refuses updates and SERVICE, caps results, limits query time, "
+                                    "and serves /queries, /code/NNNNN, POST /derive and a web page at /.")
+    sv.add_argument("files", nargs="*", help="claim or encounter files to load, each in its own named graph")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    sv.add_argument("--timeout", type=float, default=10.0, help="per-query time limit in seconds (default 10)")
+    sv.add_argument("--max-results", type=int, default=10000,
+                    help="result cap: rows of a SELECT, triples of a CONSTRUCT (default 10000; 0: none)")
+    sv.add_argument("--token", help="require `Authorization: Bearer TOKEN` (or $CPTKG_TOKEN)")
+    sv.add_argument("--max-concurrent", type=int, default=8, help="queries run at once (default 8)")
+    sv.add_argument("--memory-limit", type=int, default=4096, metavar="MB",
+                    help="address-space limit of the SPARQL engine process (default 4096; 0: none)")
+    sv.add_argument("--cors-origin", default="*", help="Access-Control-Allow-Origin (default *)")
+    sv.add_argument("--store", help="build the Oxigraph store in this new folder and keep it (default: a temp folder)")
+    sv.add_argument("--quiet", action="store_true", help="no access log")
+    sv.set_defaults(func=cmd_serve)
+
+    ex = sub.add_parser("export", help="the knowledge graph and data files as N-Quads, for any SPARQL store")
+    ex.add_argument("--data", action="append", help="claim or encounter file to add, in its own named graph")
+    ex.add_argument("--output", "-o", help="file to write (default: standard output)")
+    ex.set_defaults(func=cmd_export)
 
     c = sub.add_parser("check", help="parse all content, run the knowledge-base shapes, and an OWL consistency check")
     c.add_argument("--no-owl", action="store_true", help="skip the HermiT consistency check")
