@@ -383,6 +383,19 @@ def cmd_list(args):
     return EXIT_OK
 
 
+def _common_options_everywhere(subparsers):
+    """--overlay and --content are accepted after any subcommand too (`cptkg derive F --overlay X`)."""
+    import argparse
+
+    for sp in subparsers.choices.values():
+        sp.add_argument("--content", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        sp.add_argument("--overlay", action="append", metavar="NAME", default=argparse.SUPPRESS,
+                        help="load the payer/policy overlay ontology/overlays/NAME (repeatable)")
+        for action in sp._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _common_options_everywhere(action)
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="cptkg", description="Knowledge-graph coding reasoner for imaging-guided CPT codes.")
     p.add_argument("--version", action="version", version=f"cptkg {__version__}")
@@ -482,6 +495,7 @@ def build_parser():
 
     ls = sub.add_parser("list", help="list the content the engine discovers")
     ls.set_defaults(func=cmd_list)
+    _common_options_everywhere(sub)
     return p
 
 
