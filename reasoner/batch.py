@@ -315,33 +315,64 @@ def _validate_chunk(args):
     return chunk_no, results
 
 
-def _derive_chunk(args):
+def json_keys(context_path):
+    """Vocabulary IRI -> the JSON key a user writes (serviceDate -> dateOfService), from the context."""
+    from .inputs import load_context
+    from .vocab import CPTKG
+
+    keys = {}
+    for term, spec in load_context(context_path).items():
+        iri = spec.get("@id") if isinstance(spec, dict) else spec
+        if isinstance(iri, str) and iri.startswith("cptkg:"):
+            keys.setdefault(str(CPTKG[iri[6:]]), term)
+    return keys
+
+
+def derive_records(kb, checker, deriver, records):
+    """Input checks, then derivation, for a list of encounter records. Returns one
+    (record, summary, derived graph) per record; a record that fails the input shapes gets an
+    InputError (first violation, with how many more) and (record, None, None).
+    Shared by the command line, the batch workers and the server."""
     from .render import summarize_encounter
 
-    chunk_no, items = args
-    records = _to_records(items, "encounter")
-    checker, deriver, kb = _WORKER["checker"], _WORKER["deriver"], _WORKER["kb"]
     problems = checker.check([r for r in records if r.error is None])
-    results = []
+    keys = json_keys(kb.content.context)
     for rec in records:
-        if rec.error is None and rec.id in problems:
-            bad = [p for p in problems[rec.id] if p["severity"] == "violation"]
-            if bad:
-                p = bad[0]
-                field = str(p["path"]).rsplit("#", 1)[-1] if p["path"] is not None else None
-                rec.error = InputError(f"{p['message']} [{p['shape']}]", file=rec.file, record=rec.id, field=field, line=rec.line)
-    good = [r for r in records if r.error is None]
-    if hasattr(deriver, "derive_many"):
-        derived = deriver.derive_many(good)
+        bad = [p for p in problems.get(rec.id, []) if p["severity"] == "violation"] if rec.error is None else []
+        if bad:
+            fields = [keys.get(str(p["path"]), str(p["path"]).rsplit("#", 1)[-1]) if p["path"] is not None else None
+                      for p in bad]
+            p = bad[0]
+            focus = str(p["focus"]).rsplit("/", 1)[-1]
+            others = sorted({f for f in fields[1:] if f and f != fields[0]})
+            more = f" (+{len(bad) - 1} more" + (f": {', '.join(others)}" if others else "") + ")" if len(bad) > 1 else ""
+            rec.error = InputError(f"{p['message']} [{p['shape']}, on {focus}]{more}",
+                                   file=rec.file, record=rec.id, field=fields[0], line=rec.line)
+    ready = [r for r in records if r.error is None]
+    if hasattr(deriver, "derive_many"):  # the fast engine derives a whole batch at once
+        derivations = deriver.derive_many(ready)
     else:
-        derived = {rec.node: deriver.derive(rec.graph) for rec in good}
+        derivations = {r.node: deriver.derive(r.graph) for r in ready}
+    out = []
     for rec in records:
         if rec.error is not None:
+            out.append((rec, None, None))
+        else:
+            derived = derivations[rec.node]
+            out.append((rec, summarize_encounter(kb, rec, derived), derived))
+    return out
+
+
+def _derive_chunk(args):
+    chunk_no, items = args
+    records = _to_records(items, "encounter")
+    results = []
+    for rec, summary, _ in derive_records(_WORKER["kb"], _WORKER["checker"], _WORKER["deriver"], records):
+        if summary is None:
             results.append({"id": rec.id, "file": str(rec.file), "line": rec.line, "error": rec.error.as_record()})
-            continue
-        summary = summarize_encounter(kb, rec, derived[rec.node])
-        summary["line"] = rec.line
-        results.append(summary)
+        else:
+            summary["line"] = rec.line
+            results.append(summary)
     return chunk_no, results
 
 

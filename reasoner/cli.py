@@ -47,10 +47,10 @@ def cmd_derive(args):
         return _explain_from_results(args)
     from rdflib import Graph
 
-    from .render import encounter_text, summarize_encounter, to_json
+    from .render import encounter_text, to_json
     from .validate import EncounterChecker
     from .vocab import bind_all
-    from .batch import make_deriver
+    from .batch import derive_records, make_deriver
 
     kb = _kb(args)
     deriver = make_deriver(kb, getattr(args, "engine", "reference"))
@@ -60,34 +60,13 @@ def cmd_derive(args):
         records = [r for r in records if r.id in set(args.encounter)]
         if not records:
             raise CptkgError(f"no encounter with id {', '.join(args.encounter)} in {', '.join(args.files)}")
-    problems = checker.check([r for r in records if r.error is None])
     results, errors = [], []
     ttl = bind_all(Graph())
-    ready = [r for r in records if r.error is None and not any(
-        p["severity"] == "violation" for p in problems.get(r.id, []))]
-    if hasattr(deriver, "derive_many"):  # the fast engine derives the whole file as one batch
-        derivations = deriver.derive_many(ready)
-    else:
-        derivations = {r.node: deriver.derive(r.graph) for r in ready}
-    for rec in records:
-        if rec.error is None and rec.id in problems:
-            bad = [p for p in problems[rec.id] if p["severity"] == "violation"]
-            if bad:
-                from .errors import InputError
-
-                p = bad[0]
-                field = str(p["path"]).rsplit("#", 1)[-1] if p["path"] is not None else None
-                focus = str(p["focus"]).rsplit("/", 1)[-1]
-                more = f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""
-                rec.error = InputError(f"{p['message']} [{p['shape']}, on {focus}]{more}",
-                                       file=rec.file, record=rec.id, field=field, line=rec.line)
-                rec.all_problems = bad
-        if rec.error is not None:
+    for rec, summary, derived in derive_records(kb, checker, deriver, records):
+        if summary is None:
             errors.append(rec)
             results.append({"id": rec.id, "file": str(rec.file), "error": rec.error.as_record()})
             continue
-        derived = derivations[rec.node]
-        summary = summarize_encounter(kb, rec, derived)
         results.append(summary)
         if args.format == "ttl":
             ttl += rec.graph
@@ -500,6 +479,11 @@ def build_parser():
 
 
 def main(argv=None):
+    import logging
+
+    # rdflib logs a traceback for an ill-typed literal (a date like 2024-13-01); the input shapes
+    # report it to the user with the record and field instead.
+    logging.getLogger("rdflib.term").setLevel(logging.CRITICAL)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
