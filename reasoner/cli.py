@@ -220,13 +220,13 @@ def _validate_exit(summary, args):
 
 
 def _validate_report_ttl(args):
-    """The standard sh:ValidationReport of the reference engine, for small inputs."""
-    from .validate import ClaimValidator
+    """The standard sh:ValidationReport (of either engine), for small inputs."""
+    from .batch import make_validator
 
     kb = _kb(args)
     records = list(_records(args.files, "claim", kb.content))
     good = [r for r in records if r.error is None]
-    findings, report = ClaimValidator(kb).validate(good) if good else ([], None)
+    findings, report = make_validator(kb, args.engine).validate(good) if good else ([], None)
     _out(args).write(report.serialize(format="turtle") if report is not None else "")
     for r in records:
         if r.error is not None:
@@ -286,7 +286,11 @@ def cmd_export(args):
 
     kb = _kb(args)
     if args.output and args.output != "-":
-        with open(args.output, "wb") as out:
+        try:
+            out = open(args.output, "wb")
+        except OSError as exc:
+            raise CptkgError(f"cannot write: {exc.strerror}", file=args.output) from None
+        with out:
             quads, graphs = write_nquads(kb, args.data or [], out)
         print(f"cptkg: wrote {quads} quads in {graphs} named graphs to {args.output}", file=sys.stderr)
     else:
@@ -408,8 +412,8 @@ def build_parser():
     v.add_argument("--format", choices=("text", "json", "csv", "ttl"), default="text")
     v.add_argument("--fail-on", choices=("violation", "warning", "none"), default="violation",
                    help="which findings make the exit code 1 (default: violation)")
-    v.add_argument("--engine", choices=("reference", "fast"), default="reference",
-                   help="reference: pySHACL over rdflib; fast: compiled SPARQL over pyoxigraph")
+    v.add_argument("--engine", choices=("reference", "fast"), default="fast",
+                   help="fast: the shapes compiled to SPARQL over pyoxigraph (default); reference: pySHACL over rdflib")
     v.add_argument("--out", help="stream results to this .jsonl (one record per claim) or .csv (a row per finding) file")
     v.add_argument("--summary", help="with --out: where to write the summary JSON (default: <out>.summary.json)")
     v.add_argument("--jobs", "-j", type=int, help="worker processes (default: every core with --out, else 1)")
@@ -444,7 +448,7 @@ def build_parser():
     sv.add_argument("--token", help="require `Authorization: Bearer TOKEN` (or $CPTKG_TOKEN)")
     sv.add_argument("--max-concurrent", type=int, default=8, help="queries run at once (default 8)")
     sv.add_argument("--memory-limit", type=int, default=4096, metavar="MB",
-                    help="address-space limit of the SPARQL engine process (default 4096; 0: none)")
+                    help="restart the SPARQL engine when its resident memory passes this (default 4096; 0: never)")
     sv.add_argument("--cors-origin", default="*", help="Access-Control-Allow-Origin (default *)")
     sv.add_argument("--store", help="build the Oxigraph store in this new folder and keep it (default: a temp folder)")
     sv.add_argument("--quiet", action="store_true", help="no access log")

@@ -1,0 +1,1463 @@
+"""The fast validator: SHACL shapes compiled once to whole-batch SPARQL, run on pyoxigraph.
+
+pySHACL (reasoner/validate.py) stays the reference engine and the shapes in shapes/ the
+specification. `FastValidator` has ClaimValidator's interface (`validate(records)` -> findings,
+report) and gives the same findings: tests/test_fast_differential.py compares the two on every
+validate case and on a seeded batch of 10,000 synthetic claims; tests/test_w3c_shacl.py runs the
+W3C SHACL test suite through `validate_graphs`, the generic entry point.
+
+Design
+  * The knowledge graph is converted once to pyoxigraph terms and loaded into an in-memory Store.
+    A batch of claims is added to the same default graph (triples the knowledge graph already
+    holds are skipped, so the union keeps pySHACL's set semantics) and removed after the batch.
+  * Every shape with a target is compiled once, at construction, into SPARQL SELECT queries over
+    the whole batch, one per constraint: the target becomes a pattern binding ?this to every focus
+    node (`sh:targetClass` through rdf:type/rdfs:subClassOf*, `sh:targetNode`, `sh:targetSubjectsOf`,
+    `sh:targetObjectsOf`, implicit class targets); a property shape adds `?this path ?value`; a
+    core constraint becomes a filter on the value; a SHACL-SPARQL constraint becomes its own query
+    with $this bound by that pattern (exact when every $this is read where the pattern has bound it,
+    see reasoner/fastsparql.py; otherwise the query runs once per focus node with $this replaced by
+    the node, which is SHACL's definition of pre-binding). `$PATH`, sh:prefixes (with owl:imports),
+    $currentShape, ?failure, the deduplication of rows and the {?var} / {$this} messages follow
+    pySHACL (sparql_based_constraints.py, constraint_component.py).
+  * Nested shapes (sh:node, sh:not, sh:and, sh:or, sh:xone, sh:qualifiedValueShape, a property
+    shape's own sh:property) become boolean SPARQL expressions "does not conform" built from EXISTS.
+  * Implemented: sh:class, datatype, nodeKind, minCount, maxCount, min/maxExclusive, min/maxInclusive,
+    minLength, maxLength, pattern (+flags), languageIn, uniqueLang, equals, disjoint, lessThan,
+    lessThanOrEquals, not, and, or, xone, node, property, qualifiedValueShape (+min/max, disjoint),
+    closed (+ignoredProperties), hasValue, in, sparql (SELECT), deactivated, severity, message.
+    Anything else (SPARQL-based constraint components, sh:ask constraints, SHACL-AF rules and
+    targets, recursive shapes, a SPARQL constraint inside a nested shape ...) makes the compiler
+    raise `Unsupported` naming the shape and the component: nothing is silently ignored.
+  * Messages: the shape's sh:message for core constraints (a short generic message of ours when it
+    has none; pySHACL's generic wording is not reproduced); for SPARQL constraints the constraint's
+    messages, filled in as pySHACL does.
+
+Quadratic NOT EXISTS, and what is done about it
+  oxigraph plans the inside of a FILTER [NOT] EXISTS without the variables the outer row binds, so
+  a correlated EXISTS ("another line of the same claim ...") scans the batch once per row: the
+  time grows with the square of the batch. Measured with bench/bench_validate.py --scaling (the
+  coding shapes, compiled SPARQL alone): without the rewrites 2.8 / 4.7 / 7.7 ms a claim at 1,000
+  / 2,000 / 5,000 claims a batch; with them about 1.3-1.6 ms a claim at every size. The remedy is
+  a rewrite proven to keep the solutions (reasoner/fastsparql.py, rewrite 2): FILTER NOT EXISTS
+  { P } becomes MINUS { SELECT DISTINCT V WHERE { G' P } }, where G' re-states the triples of the
+  enclosing group that bind the shared variables V (FILTER EXISTS becomes a join with the same
+  sub-select); an OPTIONAL followed by more triples is moved after them when that is equivalent
+  (rewrite 3, which oxigraph otherwise plans as a cross product of the knowledge graph). Where
+  the conditions of the proof do not hold the query is left as written. Batching itself stays
+  exact, so no sub-batching is needed; tests/test_fast_differential.py also checks that the
+  rewritten and the plain queries give the same findings.
+
+Where the two SPARQL engines read the data differently
+  oxigraph stores some literals by value (canonical form; xsd:int, xsd:byte ... as xsd:integer):
+  such literals are mapped back to the original term when they come out, sh:datatype is re-checked
+  in Python with pySHACL's rules for them, and two literals oxigraph would merge make the batch go
+  to the reference. A literal that rdflib and oxigraph evaluate differently (ill-typed for rdflib
+  like "2024-13-45"^^xsd:date, which rdflib then compares as a string; or invalid for oxigraph
+  only, like "20240105"^^xsd:date) makes its claim go to the reference engine, with any claim
+  sharing a node with it (`FastValidator.split`; `FastValidator.stats` counts them).
+  A constraint with LIMIT and no ORDER BY keeps the first rows of each focus node: which rows is
+  unspecified in SPARQL, so its message may name another row than pySHACL's; GROUP_CONCAT lists
+  its items in the engine's order.
+"""
+from __future__ import annotations
+
+import re
+import time
+from collections import defaultdict
+
+import pyoxigraph as ox
+from rdflib import BNode, Graph, Literal, URIRef
+from rdflib.collection import Collection
+from rdflib.namespace import DCTERMS, OWL, RDF, RDFS, XSD
+
+from . import fastsparql as fs
+from .errors import ContentError
+from .vocab import CPTKG, SH
+
+SEVERITY = {SH.Violation: "violation", SH.Warning: "warning", SH.Info: "info"}
+SEVERITY_ORDER = {"violation": 0, "warning": 1, "info": 2}
+
+
+class Unsupported(ContentError):
+    """A shape uses something this engine does not implement; it refuses rather than ignore it."""
+
+
+# ---------------------------------------------------------------------------------------------
+# terms
+
+_XSD = str(XSD)
+# datatypes oxigraph stores by value (canonical lexical form; derived integers as xsd:integer)
+_NORMALIZED = {_XSD + n for n in (
+    "boolean", "integer", "decimal", "float", "double", "date", "dateTime", "dateTimeStamp", "time",
+    "duration", "dayTimeDuration", "yearMonthDuration", "gYear", "gYearMonth", "gMonth", "gMonthDay",
+    "gDay", "byte", "short", "int", "long", "unsignedByte", "unsignedShort", "unsignedInt",
+    "unsignedLong", "positiveInteger", "nonNegativeInteger", "negativeInteger", "nonPositiveInteger")}
+_BNODE_OK = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$")
+_XSD_STRING = _XSD + "string"
+
+
+def sparql_term(term) -> str:
+    """An rdflib term as SPARQL text (full IRIs, escaped literals)."""
+    if isinstance(term, URIRef):
+        return f"<{term}>"
+    if isinstance(term, Literal):
+        text = str(term).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+        if term.language:
+            return f'"{text}"@{term.language}'
+        if term.datatype:
+            return f'"{text}"^^<{term.datatype}>'
+        return f'"{text}"'
+    raise Unsupported(f"cannot write {term!r} into a query (a blank node where a constant is needed)")
+
+
+_PROBE = {"boolean": "true", "date": "2000-01-01", "dateTime": "2000-01-01T00:00:00", "time": "00:00:00",
+          "duration": "P1D", "dayTimeDuration": "P1D", "yearMonthDuration": "P1Y", "gYear": "2000",
+          "gYearMonth": "2000-01", "gMonth": "--01", "gMonthDay": "--01-01", "gDay": "---01",
+          "dateTimeStamp": "2000-01-01T00:00:00Z"}
+_STORED_DT = {}
+
+
+def stored_datatype(dt) -> str:
+    """The datatype oxigraph gives back for a valid literal of datatype dt (xsd:int -> xsd:integer)."""
+    key = str(dt)
+    hit = _STORED_DT.get(key)
+    if hit is None:
+        if key in _NORMALIZED:
+            probe = _PROBE.get(key[len(_XSD):], "1")
+            st = ox.Store()
+            s = ox.NamedNode("urn:x-fast:s")
+            st.add(ox.Quad(s, s, ox.Literal(probe, datatype=ox.NamedNode(key))))
+            hit = next(iter(st.quads_for_pattern(s, None, None))).object.datatype.value
+        else:
+            hit = key
+        _STORED_DT[key] = hit
+    return hit
+
+
+class TermCodec:
+    """rdflib <-> pyoxigraph terms, with the way back for literals oxigraph stores differently."""
+
+    def __init__(self):
+        self._to = {}
+        self._iri = {}
+        self._bnode_back = {}
+        self._valid = {}
+        self._ill = {}
+        self._stored = {}        # (lexical, datatype) -> stored ox literal
+        self._origin = {}        # stored ox literal -> original rdflib literal
+        self.suspect = set()     # stored ox literals whose original differs or is ill-typed
+        self._scratch = ox.Store()
+        self._subj = ox.NamedNode("urn:x-fast:s")
+
+    def to_ox(self, term):
+        hit = self._to.get(term)
+        if hit is not None:
+            if type(term) is Literal and (term.ill_typed is True) != self._ill[term]:
+                # rdflib normalises "none"^^xsd:boolean to "false" but keeps it ill-typed: two equal
+                # literals that pySHACL judges differently cannot be one term in the store
+                raise Unsupported(f"the literal {term.n3()} occurs both well-typed and ill-typed "
+                                  f"(rdflib normalised an ill-typed lexical form); use the reference engine")
+            return hit
+        if isinstance(term, URIRef):
+            out = ox.NamedNode(str(term))
+        elif isinstance(term, BNode):
+            ident = str(term)
+            if not _BNODE_OK.match(ident):
+                ident = "b" + format(abs(hash(ident)), "x") + str(len(self._bnode_back))
+            out = ox.BlankNode(ident)
+            self._bnode_back[ident] = term
+        elif isinstance(term, Literal):
+            out = self._literal(term)
+            self._ill[term] = getattr(term, "ill_typed", False) is True
+        else:
+            raise Unsupported(f"cannot load the term {term!r}")
+        self._to[term] = out
+        return out
+
+    def _literal(self, lit):
+        lex = str(lit)
+        if lit.language:
+            return ox.Literal(lex, language=lit.language)
+        dt = str(lit.datatype) if lit.datatype is not None else None
+        out = ox.Literal(lex, datatype=ox.NamedNode(dt)) if dt else ox.Literal(lex)
+        ill = getattr(lit, "ill_typed", False) is True
+        if dt in _NORMALIZED:
+            stored = self._stored_form(lex, dt, out)
+            prev = self._origin.get(stored)
+            if prev is not None and prev != lit:
+                raise Unsupported(f"the literals {prev.n3()} and {lit.n3()} are one term in the fast store; "
+                                  f"use the reference engine for this data")
+            self._origin[stored] = lit
+            if stored != out or ill:
+                self.suspect.add(stored)
+            return out
+        if dt == _XSD_STRING:
+            self._origin.setdefault(ox.Literal(lex), lit)
+        if ill:
+            self.suspect.add(out)
+        return out
+
+    def engines_disagree(self, lit):
+        """True when rdflib (pySHACL's SPARQL engine) and oxigraph may evaluate this literal
+        differently: ill-typed for rdflib, or not a valid value for oxigraph ("20240105" is an
+        xsd:date to rdflib, not to oxigraph; rdflib compares "2024-13-45" as a string, oxigraph
+        raises an error). Claims carrying such literals go to the reference engine."""
+        if not isinstance(lit, Literal) or lit.language:
+            return False
+        if getattr(lit, "ill_typed", False) is True:
+            return True
+        dt = lit.datatype
+        if dt is None or str(dt) not in _NORMALIZED:
+            return False
+        key = (str(lit), str(dt))
+        hit = self._valid.get(key)
+        if hit is None:
+            lt = ox.Literal(str(lit), datatype=ox.NamedNode(str(dt)))
+            q = ox.Quad(self._subj, self._subj, lt)
+            self._scratch.add(q)
+            rows = list(self._scratch.query("SELECT (?o <= ?o AS ?ok) WHERE { ?s ?p ?o }"))
+            self._scratch.clear()
+            hit = self._valid[key] = rows[0]["ok"] is not None
+        return not hit
+
+    def _stored_form(self, lex, dt, lit):
+        key = (lex, dt)
+        hit = self._stored.get(key)
+        if hit is None:
+            q = ox.Quad(self._subj, self._subj, lit)
+            self._scratch.add(q)
+            hit = next(iter(self._scratch.quads_for_pattern(self._subj, None, None))).object
+            self._scratch.remove(q)
+            self._scratch.clear()
+            self._stored[key] = hit
+        return hit
+
+    def from_ox(self, term):
+        if isinstance(term, ox.NamedNode):
+            hit = self._iri.get(term.value)
+            if hit is None:
+                hit = self._iri[term.value] = URIRef(term.value)
+            return hit
+        if isinstance(term, ox.BlankNode):
+            return self._bnode_back.get(term.value) or BNode(term.value)
+        if isinstance(term, ox.Literal):
+            orig = self._origin.get(term)
+            if orig is not None:
+                return orig
+            if term.language:
+                return Literal(term.value, lang=term.language)
+            dt = term.datatype.value
+            if dt == _XSD_STRING:
+                return Literal(term.value)
+            return Literal(term.value, datatype=URIRef(dt))
+        raise Unsupported(f"unexpected term {term!r} in a result")
+
+    def quad(self, triple):
+        s, p, o = triple
+        to = self._to
+        xs, xp, xo = to.get(s), to.get(p), to.get(o)
+        if xs is None or type(s) is Literal:
+            xs = self.to_ox(s)
+        if xp is None:
+            xp = self.to_ox(p)
+        if xo is None or type(o) is Literal:
+            xo = self.to_ox(o)
+        return ox.Quad(xs, xp, xo)
+
+
+# ---------------------------------------------------------------------------------------------
+# pySHACL's datatype rule, applied to the original literal when the store cannot decide
+
+
+def pyshacl_datatype_ok(v, dtype_rule) -> bool:
+    from pyshacl.constraints.core.value_constraints import DatatypeConstraintComponent
+
+    if not isinstance(v, Literal):
+        return False
+    if v.datatype == dtype_rule:
+        if getattr(v, "ill_typed", None) is True:
+            return False
+        return DatatypeConstraintComponent._assert_actual_datatype(None, v, dtype_rule)
+    if dtype_rule == RDFS.Literal:
+        return True
+    if v.datatype is None and v.language is None and dtype_rule == XSD.string:
+        return DatatypeConstraintComponent._assert_actual_datatype(None, v, dtype_rule)
+    if dtype_rule == RDF.langString and v.language:
+        return DatatypeConstraintComponent._assert_actual_datatype(None, v, dtype_rule)
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# shapes
+
+SHAPE_TYPES = (SH.NodeShape, SH.PropertyShape)
+TARGET_PREDICATES = (SH.targetClass, SH.targetNode, SH.targetSubjectsOf, SH.targetObjectsOf)
+SHAPE_REFERENCES = (SH.node, SH.property, SH["not"], SH.qualifiedValueShape)
+SHAPE_LISTS = (SH["and"], SH["or"], SH.xone)
+COMPONENT_OF = {
+    SH["class"]: SH.ClassConstraintComponent, SH.datatype: SH.DatatypeConstraintComponent,
+    SH.nodeKind: SH.NodeKindConstraintComponent, SH.minCount: SH.MinCountConstraintComponent,
+    SH.maxCount: SH.MaxCountConstraintComponent, SH.minExclusive: SH.MinExclusiveConstraintComponent,
+    SH.minInclusive: SH.MinInclusiveConstraintComponent, SH.maxExclusive: SH.MaxExclusiveConstraintComponent,
+    SH.maxInclusive: SH.MaxInclusiveConstraintComponent, SH.minLength: SH.MinLengthConstraintComponent,
+    SH.maxLength: SH.MaxLengthConstraintComponent, SH.pattern: SH.PatternConstraintComponent,
+    SH.languageIn: SH.LanguageInConstraintComponent, SH.uniqueLang: SH.UniqueLangConstraintComponent,
+    SH.equals: SH.EqualsConstraintComponent, SH.disjoint: SH.DisjointConstraintComponent,
+    SH.lessThan: SH.LessThanConstraintComponent, SH.lessThanOrEquals: SH.LessThanOrEqualsConstraintComponent,
+    SH["not"]: SH.NotConstraintComponent, SH["and"]: SH.AndConstraintComponent,
+    SH["or"]: SH.OrConstraintComponent, SH.xone: SH.XoneConstraintComponent, SH.node: SH.NodeConstraintComponent,
+    SH.property: SH.PropertyConstraintComponent, SH.qualifiedValueShape: SH.QualifiedValueShapeConstraintComponent,
+    SH.closed: SH.ClosedConstraintComponent, SH.hasValue: SH.HasValueConstraintComponent,
+    SH["in"]: SH.InConstraintComponent, SH.sparql: SH.SPARQLConstraintComponent,
+}
+# predicates on a shape that are not constraint parameters
+NON_CONSTRAINT = {
+    RDF.type, *TARGET_PREDICATES, SH.severity, SH.message, SH.deactivated, SH.path, SH.name, SH.description,
+    SH.order, SH.group, SH.defaultValue, SH.flags, SH.ignoredProperties, SH.qualifiedMinCount,
+    SH.qualifiedMaxCount, SH.qualifiedValueShapesDisjoint, SH.prefixes, SH.declare,
+    SH.select,  # a shape that is also its own SPARQL constraint (W3C sparql/node/sparql-002)
+}
+VALUE_PARAMS = {SH["class"], SH.datatype, SH.nodeKind, SH.minExclusive, SH.minInclusive, SH.maxExclusive,
+                SH.maxInclusive, SH.minLength, SH.maxLength, SH.pattern, SH.languageIn, SH["in"], SH.node,
+                SH["not"], SH["and"], SH["or"], SH.xone}
+NODE_KINDS = {
+    SH.IRI: "isIRI({v})", SH.BlankNode: "isBlank({v})", SH.Literal: "isLiteral({v})",
+    SH.BlankNodeOrIRI: "(isIRI({v}) || isBlank({v}))", SH.BlankNodeOrLiteral: "(isBlank({v}) || isLiteral({v}))",
+    SH.IRIOrLiteral: "(isIRI({v}) || isLiteral({v}))",
+}
+GENERIC = {
+    SH.MinCountConstraintComponent: "Less than {n} values", SH.MaxCountConstraintComponent: "More than {n} values",
+    SH.ClassConstraintComponent: "Value does not have class {n}",
+    SH.DatatypeConstraintComponent: "Value is not Literal with datatype {n}",
+    SH.NodeKindConstraintComponent: "Value is not of Node Kind {n}",
+}
+
+
+def _is_true(o):
+    """Only the literal true switches sh:uniqueLang / sh:closed on (W3C uniqueLang-002: "1" does not)."""
+    return isinstance(o, Literal) and o.datatype == XSD.boolean and str(o) == "true"
+
+
+class Shape:
+    def __init__(self, sg, node):
+        self.node = node
+        self.path = sg.value(node, SH.path)
+        self.is_property = self.path is not None
+        self.severity = sg.value(node, SH.severity) or SH.Violation
+        self.messages = sorted(sg.objects(node, SH.message), key=str)
+        d = sg.value(node, SH.deactivated)
+        self.deactivated = isinstance(d, Literal) and d.value is True
+
+    def name(self):
+        return str(self.node) if isinstance(self.node, URIRef) else f"blank node shape {self.node.n3()}"
+
+
+class Check:
+    """One compiled query and what its rows mean."""
+
+    def __init__(self, shape, component, query, focus, value=None, path=None, kind="core",
+                 param=None, sparql=None):
+        self.shape = shape
+        self.component = component
+        self.query = query            # SPARQL text, or None when built per batch (datatype)
+        self.focus = focus            # result variable holding the focus node
+        self.value = value            # result variable holding the value node (or None)
+        self.path = path              # rdflib path term for sh:resultPath (or None)
+        self.kind = kind              # core | datatype | sparql
+        self.param = param
+        self.sparql = sparql          # SparqlConstraint for kind == sparql
+
+
+class SparqlConstraint:
+    def __init__(self, node, text, messages, prologue, batch_query, per_focus_query, binds_this,
+                 projects_this, projected, gen):
+        self.gen = gen
+        self.node = node
+        self.text = text
+        self.messages = messages
+        self.prologue = prologue
+        self.batch_query = batch_query
+        self.per_focus_query = per_focus_query
+        self.binds_this = binds_this
+        self.projects_this = projects_this
+        self.projected = projected
+
+
+def optimise(query_text):
+    """Rewrites 2 and 3 of reasoner/fastsparql.py on a query this module wrote."""
+    q = fs.parse_query(query_text)
+    return fs.Query(q.prologue, q.modifier, q.projection, fs.rewrite_group(q.where), q.modifiers).render()
+
+
+class Compiler:
+    """Shapes graph -> list of Check. Raises Unsupported for anything not implemented."""
+
+    def __init__(self, sg: Graph, rewrite=True):
+        self.sg = sg
+        self.rewrite = rewrite
+        self._n = 0
+        self.shapes = {}
+        self._custom_params = self._custom_component_params()
+        self._anc = ""
+        self.datatypes = set()
+        self.nested_datatypes = False
+
+    def fresh(self, stem="v"):
+        self._n += 1
+        return f"?_{stem}{self._n}"
+
+    def shape(self, node):
+        s = self.shapes.get(node)
+        if s is None:
+            s = self.shapes[node] = Shape(self.sg, node)
+            self._check_supported(s)
+        return s
+
+    def _custom_component_params(self):
+        out = {}
+        for comp in set(self.sg.subjects(SH.parameter, None)):
+            for param in self.sg.objects(comp, SH.parameter):
+                p = self.sg.value(param, SH.path)
+                if p is not None:
+                    out[p] = comp
+        return out
+
+    def _check_supported(self, s):
+        sg = self.sg
+        for p in set(sg.predicates(s.node, None)):
+            if p in self._custom_params:
+                raise Unsupported(f"shape {s.name()} uses the constraint component {self._custom_params[p]} "
+                                  f"(SPARQL-based constraint components are not implemented by the fast engine)")
+            if p in NON_CONSTRAINT or p in COMPONENT_OF:
+                continue
+            if str(p).startswith(str(SH)):
+                raise Unsupported(f"shape {s.name()} uses {p} which the fast engine does not implement")
+        if sg.value(s.node, SH.datatype) in (RDFS.Datatype,):
+            raise Unsupported(f"shape {s.name()}: sh:datatype rdfs:Datatype is not implemented")
+        for t in sg.objects(s.node, SH.targetNode):
+            if isinstance(t, BNode):
+                raise Unsupported(f"shape {s.name()}: a blank node sh:targetNode is not implemented")
+        if s.is_property:
+            self.path_text(s.path, s)
+
+    # -- paths ---------------------------------------------------------------------------------
+    def path_text(self, path, shape, depth=0):
+        sg = self.sg
+        if depth > 12:
+            raise Unsupported(f"shape {shape.name()}: path too deep")
+        if isinstance(path, URIRef):
+            return f"<{path}>"
+        if isinstance(path, Literal):
+            raise Unsupported(f"shape {shape.name()}: a literal is not a path")
+        if (path, RDF.first, None) in sg:
+            items = list(Collection(sg, path))
+            if len(items) < 2:
+                raise Unsupported(f"shape {shape.name()}: a sequence path needs two or more members")
+            return "(" + "/".join(self.path_text(i, shape, depth + 1) for i in items) + ")"
+        for pred, fmt in ((SH.inversePath, "^{}"), (SH.zeroOrMorePath, "{}*"), (SH.oneOrMorePath, "{}+"),
+                          (SH.zeroOrOnePath, "{}?")):
+            inner = sg.value(path, pred)
+            if inner is not None:
+                return "(" + fmt.format(self.path_text(inner, shape, depth + 1)) + ")"
+        alt = sg.value(path, SH.alternativePath)
+        if alt is not None:
+            items = list(Collection(sg, alt))
+            if len(items) < 2:
+                raise Unsupported(f"shape {shape.name()}: an alternative path needs two or more members")
+            return "(" + "|".join(self.path_text(i, shape, depth + 1) for i in items) + ")"
+        raise Unsupported(f"shape {shape.name()}: cannot read the path {path.n3()}")
+
+    # -- targets -------------------------------------------------------------------------------
+    def target_group(self, s):
+        sg = self.sg
+        parts = []
+        classes = set(sg.objects(s.node, SH.targetClass))
+        if any((s.node, RDF.type, c) in sg for c in [RDFS.Class, *sg.subjects(RDFS.subClassOf, RDFS.Class)]):
+            classes.add(s.node)
+        for c in sorted(classes):
+            if isinstance(c, URIRef):
+                parts.append(f"{{ ?this <{RDF.type}>/<{RDFS.subClassOf}>* <{c}> }}")
+            else:
+                raise Unsupported(f"shape {s.name()}: a blank node class target is not implemented")
+        nodes = sorted(sg.objects(s.node, SH.targetNode))
+        if nodes:
+            parts.append("{ VALUES ?this { " + " ".join(sparql_term(n) for n in nodes) + " } }")
+        for p in sorted(sg.objects(s.node, SH.targetSubjectsOf)):
+            parts.append(f"{{ ?this <{p}> [] }}")
+        for p in sorted(sg.objects(s.node, SH.targetObjectsOf)):
+            parts.append(f"{{ [] <{p}> ?this }}")
+        for pred in (SH.target,):
+            if (s.node, pred, None) in sg:
+                raise Unsupported(f"shape {s.name()} uses {pred} (SHACL-AF targets are not implemented)")
+        if not parts:
+            return None
+        return "{ SELECT DISTINCT ?this WHERE { " + " UNION ".join(parts) + " } }"
+
+    def top_shapes(self):
+        sg = self.sg
+        nodes = set()
+        for p in TARGET_PREDICATES:
+            nodes.update(sg.subjects(p, None))
+        for t in SHAPE_TYPES:
+            for n in sg.subjects(RDF.type, t):
+                if (n, RDF.type, RDFS.Class) in sg:
+                    nodes.add(n)
+        for n in list(sg.subjects(RDF.type, RDFS.Class)):
+            if any((n, RDF.type, t) in sg for t in SHAPE_TYPES):
+                nodes.add(n)
+        for p in (SH.rule, SH.target):
+            for n in sg.subjects(p, None):
+                raise Unsupported(f"shape {n} uses {p} (SHACL Advanced Features are not implemented)")
+        return sorted(nodes, key=lambda n: (isinstance(n, BNode), str(n)))
+
+    def compile(self):
+        checks = []
+        for node in self.top_shapes():
+            s = self.shape(node)
+            if s.deactivated:
+                continue
+            gen = self.target_group(s)
+            if gen is None:
+                continue
+            checks.extend(self.checks_for(s, gen, "?this", top=True, stack=()))
+        if self.rewrite:
+            for c in checks:
+                if c.query is not None:
+                    c.query = optimise(c.query)
+        return checks
+
+    # -- checks for reporting ------------------------------------------------------------------
+    def checks_for(self, s, gen, focus, top, stack):
+        if s.deactivated:
+            return []
+        if s.node in stack:
+            raise Unsupported(f"shape {s.name()} is recursive")
+        stack = stack + (s.node,)
+        sg = self.sg
+        out = []
+        if s.is_property:
+            v = self.fresh("v")
+            values = f"{focus} {self.path_text(s.path, s)} {v} ."
+        else:
+            v, values = focus, ""
+        for p, o in sorted(sg.predicate_objects(s.node), key=lambda po: (str(po[0]), str(po[1]))):
+            if p not in COMPONENT_OF or p in (SH.property, SH.sparql):
+                continue
+            comp = COMPONENT_OF[p]
+            if p in VALUE_PARAMS:
+                if p == SH.datatype:
+                    self.datatypes.add(o)
+                    out.append(Check(s, comp, None, focus, v, s.path, kind="datatype",
+                                     param=(gen, values, o, self._anc)))
+                    continue
+                bad = self.bad_value(s, p, o, v, stack)
+                q = f"SELECT DISTINCT {self._anc}{self._cols(focus, v)} WHERE {{ {gen} {values} FILTER ({bad}) }}"
+                out.append(Check(s, comp, q, focus, v, s.path))
+            else:
+                out.extend(self.focus_checks(s, p, o, gen, focus, values, v, stack))
+        for q in sorted(sg.objects(s.node, SH.property), key=str):
+            qs = self.shape(q)
+            if s.is_property:
+                # the nested shape runs once per focus node of this one: keep them apart
+                saved = self._anc
+                self._anc = f"{saved}{focus} "
+                try:
+                    out.extend(self.checks_for(qs, f"{gen} {values}", v, top=False, stack=stack))
+                finally:
+                    self._anc = saved
+            else:
+                out.extend(self.checks_for(qs, gen, focus, top=top, stack=stack))
+        for c in sorted(sg.objects(s.node, SH.sparql), key=str):
+            if not top or focus != "?this":
+                raise Unsupported(f"shape {s.name()}: a SPARQL constraint below a property shape or in a "
+                                  f"nested shape is not implemented")
+            sc = self.sparql_constraint(s, c, gen)
+            if sc is not None:
+                out.append(Check(s, SH.SPARQLConstraintComponent, None, "?this", kind="sparql", sparql=sc,
+                                 path=s.path))
+        return out
+
+    @staticmethod
+    def _cols(focus, v):
+        return focus if v == focus or v is None else f"{focus} {v}"
+
+    def focus_checks(self, s, p, o, gen, focus, values, v, stack):
+        """Components that judge the focus node as a whole (no value node in the result)."""
+        comp = COMPONENT_OF[p]
+        path = self.path_text(s.path, s) if s.is_property else None
+        if p in (SH.minCount, SH.maxCount):
+            if not s.is_property:
+                raise Unsupported(f"shape {s.name()}: {p} on a node shape")
+            n = int(o)
+            cond = self.count_cond(focus, path, p, n)
+            if cond is None:
+                return []
+            return [Check(s, comp, f"SELECT DISTINCT {self._anc}{focus} WHERE {{ {gen} {cond} }}", focus, None, s.path)]
+        if p == SH.hasValue:
+            if s.is_property:
+                cond = f"FILTER NOT EXISTS {{ {focus} {path} {sparql_term(o)} }}"
+                return [Check(s, comp, f"SELECT DISTINCT {self._anc}{focus} WHERE {{ {gen} {cond} }}", focus, None, s.path)]
+            cond = f"FILTER (!sameTerm({focus}, {sparql_term(o)}))"
+            return [Check(s, comp, f"SELECT DISTINCT {self._anc}{focus} WHERE {{ {gen} {cond} }}", focus, None, None)]
+        if p == SH.uniqueLang:
+            if not _is_true(o):
+                return []
+            if not s.is_property:
+                raise Unsupported(f"shape {s.name()}: sh:uniqueLang on a node shape")
+            a, b = self.fresh("a"), self.fresh("b")
+            cond = (f"{focus} {path} {a}, {b} . FILTER (!sameTerm({a}, {b}) && isLiteral({a}) && isLiteral({b}) "
+                    f"&& lang({a}) != \"\" && LCASE(lang({a})) = LCASE(lang({b})))")
+            lang = self.fresh("lang")
+            q = f"SELECT DISTINCT {self._anc}{focus} (LCASE(lang({a})) AS {lang}) WHERE {{ {gen} {cond} }}"
+            return [Check(s, comp, q, focus, None, s.path)]
+        if p in (SH.equals, SH.disjoint, SH.lessThan, SH.lessThanOrEquals):
+            return self.pair_checks(s, p, o, gen, focus, values, v)
+        if p == SH.closed:
+            if not _is_true(o):
+                return []
+            allowed = self.closed_allowed(s)
+            pv, ov = self.fresh("p"), self.fresh("o")
+            flt = f"FILTER ({pv} NOT IN ({', '.join(allowed)}))" if allowed else ""
+            q = f"SELECT DISTINCT {self._anc}{focus} {pv} {ov} WHERE {{ {gen} {values} {v} {pv} {ov} . {flt} }}"
+            if s.is_property:
+                q = f"SELECT DISTINCT {self._anc}{focus} {v} {pv} {ov} WHERE {{ {gen} {values} {v} {pv} {ov} . {flt} }}"
+            c = Check(s, comp, q, focus, ov, None)
+            c.path_var = pv
+            return [c]
+        if p == SH.qualifiedValueShape:
+            return self.qualified_checks(s, o, gen, focus, v, stack)
+        raise Unsupported(f"shape {s.name()}: the constraint component {comp} is not implemented")
+
+    def count_cond(self, focus, path, p, n):
+        if p == SH.minCount:
+            if n <= 0:
+                return None
+            vs = [self.fresh("c") for _ in range(n)]
+            return f"FILTER NOT EXISTS {{ {focus} {path} {', '.join(vs)} . {self.distinct(vs)} }}"
+        vs = [self.fresh("c") for _ in range(n + 1)]
+        if n + 1 > 6:
+            raise Unsupported(f"sh:maxCount {n} above 5 is not implemented")
+        return f"{focus} {path} {', '.join(vs)} . {self.distinct(vs)}"
+
+    @staticmethod
+    def distinct(vs):
+        conds = [f"!sameTerm({a}, {b})" for i, a in enumerate(vs) for b in vs[i + 1:]]
+        return f"FILTER ({' && '.join(conds)})" if conds else ""
+
+    def closed_allowed(self, s):
+        sg = self.sg
+        allowed = set()
+        for q in sg.objects(s.node, SH.property):
+            qp = sg.value(q, SH.path)
+            if isinstance(qp, URIRef):
+                allowed.add(qp)
+        ign = sg.value(s.node, SH.ignoredProperties)
+        if ign is not None:
+            allowed.update(Collection(sg, ign))
+        return [f"<{a}>" for a in sorted(allowed)]
+
+    def pair_checks(self, s, p, o, gen, focus, values, v):
+        comp = COMPONENT_OF[p]
+        if not isinstance(o, URIRef):
+            raise Unsupported(f"shape {s.name()}: {p} needs an IRI")
+        other = f"<{o}>"
+        w = self.fresh("w")
+        if p == SH.equals:
+            q1 = (f"SELECT DISTINCT {self._anc}{self._cols(focus, v)} WHERE {{ {gen} {values} "
+                  f"FILTER NOT EXISTS {{ {focus} {other} {v} }} }}")
+            if s.is_property:
+                path = self.path_text(s.path, s)
+                back = f"FILTER NOT EXISTS {{ {focus} {path} {w} }}"
+            else:
+                back = f"FILTER (!sameTerm({w}, {focus}))"
+            q2 = f"SELECT DISTINCT {self._anc}{focus} {w} WHERE {{ {gen} {focus} {other} {w} . {back} }}"
+            return [Check(s, comp, q1, focus, v, s.path), Check(s, comp, q2, focus, w, s.path)]
+        if p == SH.disjoint:
+            q = f"SELECT DISTINCT {self._anc}{self._cols(focus, v)} WHERE {{ {gen} {values} {focus} {other} {v} . }}"
+            return [Check(s, comp, q, focus, v, s.path)]
+        if not s.is_property:
+            raise Unsupported(f"shape {s.name()}: {p} on a node shape")
+        op = "<" if p == SH.lessThan else "<="
+        q = (f"SELECT DISTINCT {self._anc}{focus} {v} {w} WHERE {{ {gen} {values} {focus} {other} {w} . "
+             f"FILTER (!COALESCE({v} {op} {w}, false)) }}")
+        return [Check(s, comp, q, focus, v, s.path)]
+
+    def qualified_checks(self, s, o, gen, focus, v, stack):
+        if not s.is_property:
+            raise Unsupported(f"shape {s.name()}: sh:qualifiedValueShape on a node shape")
+        sg = self.sg
+        comp = SH.QualifiedValueShapeConstraintComponent
+        cond = self.qualified_conds(s, o, focus, stack)
+        out = []
+        for kind, c in cond:
+            comp = SH.QualifiedMinCountConstraintComponent if kind == "min" else SH.QualifiedMaxCountConstraintComponent
+            out.append(Check(s, comp, f"SELECT DISTINCT {self._anc}{focus} WHERE {{ {gen} FILTER ({c}) }}", focus, None, s.path))
+        return out
+
+    def qualified_conds(self, s, o, focus, stack):
+        sg = self.sg
+        path = self.path_text(s.path, s)
+        qmin = sg.value(s.node, SH.qualifiedMinCount)
+        qmax = sg.value(s.node, SH.qualifiedMaxCount)
+        disjoint = sg.value(s.node, SH.qualifiedValueShapesDisjoint)
+        siblings = []
+        if isinstance(disjoint, Literal) and disjoint.value is True:
+            for parent in sg.subjects(SH.property, s.node):
+                for sib in sg.objects(parent, SH.property):
+                    if sib == s.node:
+                        continue
+                    for qs in sg.objects(sib, SH.qualifiedValueShape):
+                        if qs != o:
+                            siblings.append(qs)
+
+        def conforming(x):
+            parts = [f"!({self.nonconf(o, x, stack)})"]
+            for sib in sorted(set(siblings), key=str):
+                parts.append(f"({self.nonconf(sib, x, stack)})")
+            return " && ".join(parts)
+
+        out = []
+        if qmin is not None and int(qmin) > 0:
+            n = int(qmin)
+            if n > 5:
+                raise Unsupported(f"shape {s.name()}: sh:qualifiedMinCount above 5 is not implemented")
+            vs = [self.fresh("q") for _ in range(n)]
+            conf = " && ".join(f"({conforming(x)})" for x in vs)
+            dist = self.distinct(vs)[len("FILTER "):] if n > 1 else "true"
+            out.append(("min", f"NOT EXISTS {{ {focus} {path} {', '.join(vs)} . FILTER ({conf} && {dist}) }}"))
+        if qmax is not None:
+            n = int(qmax)
+            if n > 4:
+                raise Unsupported(f"shape {s.name()}: sh:qualifiedMaxCount above 4 is not implemented")
+            vs = [self.fresh("q") for _ in range(n + 1)]
+            conf = " && ".join(f"({conforming(x)})" for x in vs)
+            dist = self.distinct(vs)[len("FILTER "):] if n + 1 > 1 else "true"
+            out.append(("max", f"EXISTS {{ {focus} {path} {', '.join(vs)} . FILTER ({conf} && {dist}) }}"))
+        return out
+
+    # -- value conditions ----------------------------------------------------------------------
+    def bad_value(self, s, p, o, v, stack):
+        """A SPARQL expression, never an error, true when value v breaks the component."""
+        sg = self.sg
+        if p == SH["class"]:
+            return f"NOT EXISTS {{ {v} <{RDF.type}>/<{RDFS.subClassOf}>* {sparql_term(o)} }}"
+        if p == SH.nodeKind:
+            if o not in NODE_KINDS:
+                raise Unsupported(f"shape {s.name()}: unknown sh:nodeKind {o}")
+            return "!" + NODE_KINDS[o].format(v=v)
+        if p in (SH.minExclusive, SH.minInclusive, SH.maxExclusive, SH.maxInclusive):
+            op = {SH.minExclusive: ">", SH.minInclusive: ">=", SH.maxExclusive: "<", SH.maxInclusive: "<="}[p]
+            return f"!COALESCE(isLiteral({v}) && {v} {op} {sparql_term(o)}, false)"
+        if p in (SH.minLength, SH.maxLength):
+            op = ">=" if p == SH.minLength else "<="
+            return f"!COALESCE(!isBlank({v}) && STRLEN(STR({v})) {op} {int(o)}, false)"
+        if p == SH.pattern:
+            flags = sg.value(s.node, SH.flags)
+            fl = f", {sparql_term(Literal(str(flags)))}" if flags is not None else ""
+            return f"!COALESCE(!isBlank({v}) && REGEX(STR({v}), {sparql_term(Literal(str(o)))}{fl}), false)"
+        if p == SH.languageIn:
+            tags = [str(t).lower() for t in Collection(sg, o)]
+            lst = ", ".join(sparql_term(Literal(t)) for t in tags) or '""'
+            return (f"!COALESCE(isLiteral({v}) && lang({v}) != \"\" && (LCASE(lang({v})) IN ({lst}) || "
+                    f"LCASE(STRBEFORE(CONCAT(lang({v}), \"-\"), \"-\")) IN ({lst})), false)")
+        if p == SH["in"]:
+            members = list(Collection(sg, o))
+            if any(isinstance(m, BNode) for m in members):
+                raise Unsupported(f"shape {s.name()}: a blank node in sh:in is not implemented")
+            if not members:
+                return "true"
+            return "!(" + " || ".join(f"sameTerm({v}, {sparql_term(m)})" for m in members) + ")"
+        if p == SH.node:
+            return self.nonconf(o, v, stack)
+        if p == SH["not"]:
+            return f"!({self.nonconf(o, v, stack)})"
+        if p in (SH["and"], SH["or"], SH.xone):
+            members = list(Collection(sg, o))
+            if p == SH["and"]:
+                return "(" + " || ".join(f"({self.nonconf(m, v, stack)})" for m in members) + ")" if members else "false"
+            if p == SH["or"]:
+                return "(" + " && ".join(f"({self.nonconf(m, v, stack)})" for m in members) + ")" if members else "true"
+            return "((" + " + ".join(f"IF({self.nonconf(m, v, stack)}, 0, 1)" for m in members) + ") != 1)" \
+                if members else "true"
+        raise Unsupported(f"shape {s.name()}: the constraint component {COMPONENT_OF.get(p, p)} is not implemented")
+
+    def nonconf(self, node, x, stack):
+        """A SPARQL expression, never an error, true when the node x does not conform to the shape."""
+        s = self.shape(node)
+        if s.deactivated:
+            return "false"
+        if s.node in stack:
+            raise Unsupported(f"shape {s.name()} is recursive")
+        stack = stack + (s.node,)
+        sg = self.sg
+        parts = []
+        path = self.path_text(s.path, s) if s.is_property else None
+        for p, o in sorted(sg.predicate_objects(s.node), key=lambda po: (str(po[0]), str(po[1]))):
+            if p not in COMPONENT_OF:
+                continue
+            if p == SH.sparql:
+                raise Unsupported(f"shape {s.name()}: a SPARQL constraint in a nested shape is not implemented")
+            if p == SH.property:
+                if s.is_property:
+                    y = self.fresh("y")
+                    parts.append(f"EXISTS {{ {x} {path} {y} . FILTER ({self.nonconf(o, y, stack)}) }}")
+                else:
+                    parts.append(self.nonconf(o, x, stack))
+                continue
+            if p in VALUE_PARAMS:
+                if p == SH.datatype:
+                    bad = self.datatype_bad_expr(o, "{v}")
+                elif True:
+                    bad = None
+                if s.is_property:
+                    y = self.fresh("y")
+                    b = self.bad_value(s, p, o, y, stack) if p != SH.datatype else bad.format(v=y)
+                    parts.append(f"EXISTS {{ {x} {path} {y} . FILTER ({b}) }}")
+                else:
+                    parts.append(self.bad_value(s, p, o, x, stack) if p != SH.datatype else bad.format(v=x))
+                continue
+            if p in (SH.minCount, SH.maxCount):
+                n = int(o)
+                if p == SH.minCount:
+                    if n > 0:
+                        vs = [self.fresh("c") for _ in range(n)]
+                        parts.append(f"NOT EXISTS {{ {x} {path} {', '.join(vs)} . {self.distinct(vs)} }}")
+                else:
+                    if n + 1 > 6:
+                        raise Unsupported(f"shape {s.name()}: sh:maxCount {n} above 5 is not implemented")
+                    vs = [self.fresh("c") for _ in range(n + 1)]
+                    parts.append(f"EXISTS {{ {x} {path} {', '.join(vs)} . {self.distinct(vs)} }}")
+                continue
+            if p == SH.hasValue:
+                parts.append(f"NOT EXISTS {{ {x} {path} {sparql_term(o)} }}" if s.is_property
+                             else f"!sameTerm({x}, {sparql_term(o)})")
+                continue
+            if p == SH.uniqueLang:
+                if _is_true(o):
+                    a, b = self.fresh("a"), self.fresh("b")
+                    parts.append(f"EXISTS {{ {x} {path} {a}, {b} . FILTER (!sameTerm({a}, {b}) && isLiteral({a}) "
+                                 f"&& isLiteral({b}) && lang({a}) != \"\" && LCASE(lang({a})) = LCASE(lang({b}))) }}")
+                continue
+            if p in (SH.equals, SH.disjoint, SH.lessThan, SH.lessThanOrEquals):
+                other = f"<{o}>"
+                y, w = self.fresh("y"), self.fresh("w")
+                vals = f"{x} {path} {y} ." if s.is_property else f"BIND ({x} AS {y})"
+                if p == SH.equals:
+                    back = f"{x} {path} {w}" if s.is_property else f"FILTER (sameTerm({w}, {x}))"
+                    parts.append(f"EXISTS {{ {vals} FILTER NOT EXISTS {{ {x} {other} {y} }} }}")
+                    parts.append(f"EXISTS {{ {x} {other} {w} . FILTER NOT EXISTS {{ {back} }} }}"
+                                 if s.is_property else f"EXISTS {{ {x} {other} {w} . FILTER (!sameTerm({w}, {x})) }}")
+                elif p == SH.disjoint:
+                    parts.append(f"EXISTS {{ {vals} {x} {other} {y} . }}")
+                else:
+                    op = "<" if p == SH.lessThan else "<="
+                    parts.append(f"EXISTS {{ {vals} {x} {other} {w} . FILTER (!COALESCE({y} {op} {w}, false)) }}")
+                continue
+            if p == SH.closed:
+                if _is_true(o):
+                    allowed = self.closed_allowed(s)
+                    y, pv, ov = self.fresh("y"), self.fresh("p"), self.fresh("o")
+                    vals = f"{x} {path} {y} ." if s.is_property else f"BIND ({x} AS {y})"
+                    flt = f"FILTER ({pv} NOT IN ({', '.join(allowed)}))" if allowed else ""
+                    parts.append(f"EXISTS {{ {vals} {y} {pv} {ov} . {flt} }}")
+                continue
+            if p == SH.qualifiedValueShape:
+                if not s.is_property:
+                    raise Unsupported(f"shape {s.name()}: sh:qualifiedValueShape on a node shape")
+                parts.extend(c for _, c in self.qualified_conds(s, o, x, stack))
+                continue
+            raise Unsupported(f"shape {s.name()}: the constraint component {COMPONENT_OF[p]} is not implemented")
+        if not parts:
+            return "false"
+        return "(" + " || ".join(f"({p})" for p in parts) + ")"
+
+    def datatype_bad_expr(self, dt, v="{v}"):
+        """sh:datatype as a pure SPARQL test (used inside nested shapes; suspect literals are not
+        re-checked there, so they make the compiler refuse at run time, see FastEngine)."""
+        self.datatypes.add(dt)
+        self.nested_datatypes = True
+        if stored_datatype(dt) != str(dt):
+            raise Unsupported(f"sh:datatype {dt} in a nested shape (the store keeps it as {stored_datatype(dt)})")
+        if dt == RDFS.Literal:
+            return f"!isLiteral({v})"
+        return f"!(isLiteral({v}) && datatype({v}) = <{stored_datatype(dt)}>)"
+
+    # -- SPARQL constraints --------------------------------------------------------------------
+    def prefixes_for(self, c):
+        """pySHACL's prefix collection (sparql_query_helper.collect_prefixes)."""
+        sg = self.sg
+        prefixes = {"rdf": str(RDF), "rdfs": str(RDFS), "owl": str(OWL)}
+        vals = set(sg.objects(c, SH.prefixes))
+        if not vals:
+            return prefixes
+        onts = set(sg.subjects(RDF.type, OWL.Ontology))
+        ont_declares = set()
+        for o in onts:
+            ont_declares.update(sg.objects(o, SH.declare))
+        ng_declares = set(sg.objects(sg.identifier, SH.declare)) if sg.identifier else set()
+        global_declares = ng_declares | ont_declares
+        for val in vals:
+            own = set(sg.objects(val, SH.declare))
+            seen, todo = {val}, list(sg.objects(val, OWL.imports))
+            while todo:  # declarations of imported ontologies (W3C sparql/node/prefixes-001)
+                imp = todo.pop()
+                if imp in seen:
+                    continue
+                seen.add(imp)
+                own |= set(sg.objects(imp, SH.declare))
+                todo.extend(sg.objects(imp, OWL.imports))
+            all_declares = own | ng_declares if own and val in onts else global_declares | own
+            for dec in all_declares:
+                prefix = sg.value(dec, SH.prefix)
+                ns = sg.value(dec, SH.namespace)
+                if prefix is None or ns is None:
+                    raise Unsupported(f"sh:declare {dec} needs one sh:prefix and one sh:namespace")
+                prefixes[str(prefix)] = str(ns)
+        return prefixes
+
+    def sparql_constraint(self, s, c, gen):
+        from pyshacl.helper.sparql_query_helper import SPARQLQueryHelper as H
+
+        sg = self.sg
+        d = sg.value(c, SH.deactivated)
+        if isinstance(d, Literal) and d.value is True:
+            return None
+        selects = list(sg.objects(c, SH.select))
+        if len(selects) != 1:
+            raise Unsupported(f"shape {s.name()}: a SPARQL constraint needs exactly one sh:select "
+                              f"(sh:ask constraints are not implemented)")
+        text = str(selects[0])
+        helper = H(None, c, text)
+        try:
+            helper.check_invalid_sparql(text)
+        except Exception as exc:  # the reference refuses the shape; so do we
+            raise ContentError(f"the SHACL engine refused the shapes: {exc}") from exc
+        if H.bind_sg_regex.search(text):
+            raise Unsupported(f"shape {s.name()}: $shapesGraph is not supported (nor by pySHACL)")
+        if s.is_property:
+            text = H.bind_path_regex.sub(r"\g<1>" + self.path_text(s.path, s).replace("\\", "\\\\"), text)
+        elif H.bind_path_regex.search(text):
+            raise Unsupported(f"shape {s.name()}: $PATH in a SPARQL constraint of a node shape")
+        if H.bind_cs_regex.search(text):
+            if not isinstance(s.node, URIRef):
+                raise Unsupported(f"shape {s.name()}: $currentShape of a blank node shape")
+            text = H.bind_cs_regex.sub(r"\g<1>" + f"<{s.node}>", text)
+        binds_this = bool(H.bind_this_regex.search(text))
+        prefixes = self.prefixes_for(c)
+        prologue = "".join(f"PREFIX {p}: <{ns}>\n" for p, ns in prefixes.items())
+        messages = sorted(sg.objects(c, SH.message), key=str)
+        try:
+            q = fs.parse_query(text)
+        except fs.SparqlSyntaxError as exc:
+            raise Unsupported(f"shape {s.name()}: cannot read the SPARQL constraint ({exc})") from exc
+        projected = q.projected_vars()
+        projects_this = projected is None or "this" in projected
+        batch = None
+        limit = None
+        per_focus = prologue + text
+        why = ""
+        if binds_this:
+            ok, why = fs.this_is_safe(q)
+            if ok:
+                where = fs.Group([*fs.parse_group("{ " + gen + " }").elems, *q.where.elems])
+                projection = list(q.projection)
+                if projected is not None and "this" not in projected:
+                    projection.append(fs.Tok("?this", "var"))
+                modifiers, limit = fs.split_limit(q.modifiers)
+                gb = q.group_by_vars()
+                if gb is not None and "this" not in gb:
+                    i = next(i for i, t in enumerate(modifiers) if fs.kw(t, "BY"))
+                    modifiers.insert(i + 1, fs.Tok("?this", "var"))
+                bq = fs.Query([], q.modifier, projection, fs.rewrite_group(where) if self.rewrite else where,
+                              modifiers)
+                batch = prologue + bq.render()
+        sc = SparqlConstraint(c, text, messages, prologue, batch, per_focus, binds_this, projects_this, projected, gen)
+        sc.parsed, sc.why = q, why
+        sc.limit = limit if batch is not None else None
+        return sc
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluation
+
+
+class Result:
+    __slots__ = ("focus", "path", "value", "severity", "shape", "component", "messages", "constraint")
+
+    def __init__(self, focus, path, value, severity, shape, component, messages, constraint=None):
+        self.focus, self.path, self.value, self.severity = focus, path, value, severity
+        self.shape, self.component, self.messages, self.constraint = shape, component, messages, constraint
+
+
+def format_message(msg, bound):
+    """pySHACL's _format_sparql_based_result_message, for a dict of bound variables."""
+    for var, val in bound.items():
+        msg = re.sub("{{[?$]{}}}".format(var), str(val), msg)
+    return msg
+
+
+class Engine:
+    """Compiled shapes plus a store; `run()` evaluates every check on what the store holds."""
+
+    def __init__(self, sg: Graph, rewrite=True):
+        self.sg = sg
+        self.compiler = Compiler(sg, rewrite=rewrite)
+        self.checks = self.compiler.compile()
+        self.codec = TermCodec()
+        self.store = ox.Store()
+
+    def load(self, graph_or_triples, skip=None):
+        quads = []
+        to = self.codec.quad
+        for t in graph_or_triples:
+            if skip is not None and t in skip:
+                continue
+            quads.append(to(t))
+        self.store.extend(quads)
+        return quads
+
+    def unload(self, quads):
+        rm = self.store.remove
+        for q in quads:
+            rm(q)
+
+    def run(self):
+        out = []
+        for c in self.checks:
+            if c.kind == "sparql":
+                out.extend(self._run_sparql(c))
+            elif c.kind == "datatype":
+                out.extend(self._run_datatype(c))
+            else:
+                out.extend(self._run_core(c, c.query))
+        return out
+
+    def _rows(self, query, **kw):
+        try:
+            return self.store.query(query, **kw)
+        except SyntaxError as exc:
+            raise ContentError(f"internal error: the fast engine wrote a query oxigraph cannot read: {exc}\n{query}")
+
+    def _core_messages(self, c):
+        if c.shape.messages:
+            return list(c.shape.messages)
+        tmpl = GENERIC.get(c.component)
+        return [Literal((tmpl or "Constraint {c} not satisfied").format(n="", c=c.component.rsplit("#", 1)[-1]).strip())]
+
+    def _run_core(self, c, query):
+        out = []
+        fv = c.focus[1:]
+        vv = c.value[1:] if c.value else None
+        pv = getattr(c, "path_var", None)
+        pv = pv[1:] if pv else None
+        frm = self.codec.from_ox
+        msgs = self._core_messages(c)
+        for row in self._rows(query):
+            focus = frm(row[fv])
+            value = frm(row[vv]) if vv and row[vv] is not None else None
+            path = frm(row[pv]) if pv else c.path
+            out.append(Result(focus, path, value, c.shape.severity, c.shape.node, c.component, msgs))
+        return out
+
+    def _run_datatype(self, c):
+        gen, values, dt, anc = c.param
+        v = c.value
+        suspect = [x for x in self.codec.suspect]
+        if dt == RDFS.Literal:
+            cond = f"!isLiteral({v})"
+        elif stored_datatype(dt) != str(dt):
+            cond = "true"  # the store keeps xsd:byte, xsd:int ... as xsd:integer: decide in Python
+        else:
+            cond = f"!(isLiteral({v}) && datatype({v}) = <{dt}>)"
+        if suspect and cond != "true":
+            cond += " || " + " || ".join(f"sameTerm({v}, {_ox_sparql(x)})" for x in suspect)
+        query = f"SELECT DISTINCT {anc}{Compiler._cols(c.focus, v)} WHERE {{ {gen} {values} FILTER ({cond}) }}"
+        rows = self._run_core(c, query)
+        return [r for r in rows if not pyshacl_datatype_ok(r.value, dt)]
+
+    def focus_nodes(self, gen):
+        return [row["this"] for row in self._rows(f"SELECT ?this WHERE {{ {gen} }}")]
+
+    def _run_sparql(self, c):
+        sc = c.sparql
+        frm = self.codec.from_ox
+        by_focus = defaultdict(list)
+        gen = sc.gen
+        names = sc.projected
+
+        def solutions(query, **kw):
+            nonlocal names
+            res = self._rows(query, **kw)
+            if names is None:
+                names = [v.value for v in res.variables]
+            return res
+
+        if not sc.binds_this:
+            rows = list(solutions(sc.per_focus_query))
+            for f in self.focus_nodes(gen):
+                by_focus[f] = rows
+        elif sc.batch_query is not None:
+            for row in solutions(sc.batch_query):
+                rows = by_focus[row["this"]]
+                if sc.limit is None or len(rows) < sc.limit:
+                    rows.append(row)
+        else:
+            for f in self.focus_nodes(gen):
+                if isinstance(f, ox.BlankNode):
+                    raise Unsupported(f"shape {shape_name(c.shape)}: the SPARQL constraint must run per focus "
+                                      f"node ({sc.why}) and a blank node cannot be written into it")
+                text = sc.prologue + fs.substitute(sc.parsed, "this", _ox_sparql(f)).render()
+                by_focus[f] = list(solutions(text))
+        out = []
+        shape = c.shape
+        per_focus = sc.binds_this and sc.batch_query is None
+        for f_ox, rows in by_focus.items():
+            f = frm(f_ox)
+            violations = []
+            seen_failure = False
+            for row in rows:
+                var_dict = {}
+                for var in names:
+                    if per_focus and var == "this":
+                        var_dict[var] = f
+                        continue
+                    val = row[var]
+                    if val is not None:
+                        var_dict[var] = frm(val)
+                if not sc.projects_this:
+                    var_dict.pop("this", None)
+                failure = var_dict.pop("failure", None)
+                if failure is not None:
+                    if seen_failure:
+                        continue
+                    violations.append((True, var_dict))
+                    seen_failure = True
+                    continue
+                p = var_dict.pop("path", None)
+                v = var_dict.pop("value", None)
+                t = var_dict.pop("this", None)
+                if p is not None or v is not None or t is not None:
+                    item = (t, p, v, var_dict)
+                    if item in violations:
+                        continue
+                    violations.append(item)
+            result_val = None if shape.is_property else f
+            for viol in violations:
+                if viol[0] is True:
+                    bound = dict(viol[1])
+                    focus, value, path = f, result_val, None
+                else:
+                    t, p, v, vd = viol
+                    if v is None:
+                        v = result_val
+                    bound = dict(vd)
+                    for k, x in (("this", t), ("path", p), ("value", v)):
+                        if x is not None:
+                            bound[k] = x
+                    focus, value, path = t or f, v, p
+                if path is None and shape.is_property:
+                    path = shape.path
+                messages = []
+                for m in sc.messages:
+                    if m in shape.messages:
+                        continue
+                    messages.append(Literal(format_message(str(m.value), bound)) if isinstance(m, Literal) else m)
+                for m in shape.messages:
+                    messages.append(Literal(format_message(str(m.value), bound)) if isinstance(m, Literal) else m)
+                out.append(Result(focus, path, value, shape.severity, shape.node, SH.SPARQLConstraintComponent,
+                                  messages, sc.node))
+        return out
+
+
+def shape_name(s):
+    return s.name()
+
+
+def _ox_sparql(term):
+    if isinstance(term, ox.Literal):
+        text = term.value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+        if term.language:
+            return f'"{text}"@{term.language}'
+        return f'"{text}"^^<{term.datatype.value}>'
+    if isinstance(term, ox.NamedNode):
+        return f"<{term.value}>"
+    raise Unsupported(f"cannot write {term!r} into a query")
+
+
+# ---------------------------------------------------------------------------------------------
+# the generic entry point (W3C suite) and the report graph
+
+
+def validate_graphs(data_graph: Graph, shapes_graph: Graph, allow_warnings=False):
+    """Validate an rdflib data graph against an rdflib shapes graph.
+
+    Returns (conforms, results): results are Result objects (focus, path, value, severity,
+    shape, component, messages). Raises Unsupported when a shape uses something not implemented.
+    """
+    engine = Engine(shapes_graph)
+    engine.load(data_graph)
+    _refuse_nested_suspects(engine)
+    results = engine.run()
+    conforms = not any(r.severity == SH.Violation or not allow_warnings for r in results)
+    return conforms, results
+
+
+def _refuse_nested_suspects(engine):
+    """A nested sh:datatype is decided in SPARQL alone; refuse when the store changed a literal."""
+    if engine.codec.suspect and engine.compiler.nested_datatypes:
+        raise Unsupported("a nested sh:datatype over ill-typed literals or literals the fast store normalizes "
+                          f"({', '.join(sorted(str(x) for x in engine.codec.suspect)[:3])})")
+
+
+def report_graph(results, conforms, sg=None):
+    """The sh:ValidationReport; blank-node shapes, paths and constraints are copied from the shapes
+    graph (as pySHACL does), so the report reads on its own."""
+    g = Graph()
+    g.bind("sh", SH)
+    if sg is not None:
+        for prefix, ns in sg.namespaces():
+            g.bind(prefix, ns, override=False)
+    copied = set()
+
+    def copy(node):
+        if sg is not None and isinstance(node, BNode) and node not in copied:
+            copied.add(node)
+            for t in sg.cbd(node):
+                g.add(t)
+    report = BNode()
+    g.add((report, RDF.type, SH.ValidationReport))
+    g.add((report, SH.conforms, Literal(conforms)))
+    for r in results:
+        node = BNode()
+        g.add((report, SH.result, node))
+        g.add((node, RDF.type, SH.ValidationResult))
+        g.add((node, SH.focusNode, r.focus))
+        g.add((node, SH.resultSeverity, r.severity))
+        g.add((node, SH.sourceShape, r.shape))
+        g.add((node, SH.sourceConstraintComponent, r.component))
+        if r.path is not None:
+            g.add((node, SH.resultPath, r.path))
+        if r.value is not None:
+            g.add((node, SH.value, r.value))
+        if r.constraint is not None:
+            g.add((node, SH.sourceConstraint, r.constraint))
+        for m in r.messages:
+            g.add((node, SH.resultMessage, m))
+        for x in (r.shape, r.path, r.constraint):
+            copy(x)
+    return g
+
+
+class LazyReport:
+    """The sh:ValidationReport graph, built only when asked for (a batch of a million results
+    would otherwise cost an rdflib graph nobody reads)."""
+
+    def __init__(self, results, conforms, sg, extra=None):
+        self.results = results
+        self.conforms = conforms
+        self._sg = sg
+        self._extra = extra      # the reference engine's report for the claims it validated
+        self._graph = None
+
+    @property
+    def graph(self):
+        if self._graph is None:
+            g = self._graph = report_graph(self.results, self.conforms, self._sg)
+            if self._extra is not None:
+                report = next(g.subjects(RDF.type, SH.ValidationReport))
+                other = next(self._extra.subjects(RDF.type, SH.ValidationReport), None)
+                for t in self._extra:
+                    if t[0] == other:
+                        if t[1] == SH.result:
+                            g.add((report, SH.result, t[2]))
+                        continue
+                    g.add(t)
+        return self._graph
+
+    def serialize(self, *args, **kwargs):
+        return self.graph.serialize(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.graph, name)
+
+
+# ---------------------------------------------------------------------------------------------
+# claims
+
+
+def _local(node):
+    return str(node).rsplit("/", 1)[-1].rsplit("#", 1)[-1]
+
+
+def _owning_shape(sg, shape):
+    seen = set()
+    while not isinstance(shape, URIRef) and shape not in seen:
+        seen.add(shape)
+        parent = sg.value(None, SH.property, shape) or sg.value(None, SH.sparql, shape)
+        if parent is None:
+            break
+        shape = parent
+    return shape
+
+
+def _triples(graph):
+    """The triples of an rdflib graph, read from the in-memory store's index when it has one
+    (three times faster than Graph.__iter__, which computes the contexts of every triple)."""
+    spo = getattr(graph.store, "_Memory__spo", None)
+    if spo is None or type(graph) is not Graph:
+        return list(graph)
+    return [(s, p, o) for s, po in spo.items() for p, os in po.items() for o in os]
+
+
+class FastValidator:
+    """Same interface and findings as reasoner.validate.ClaimValidator, on pyoxigraph."""
+
+    def __init__(self, kb, group="coding"):
+        from .validate import shapes_graph
+
+        self.kb = kb
+        self.sg = shapes_graph(kb.content, group)
+        self.engine = Engine(self.sg)
+        self.kb_triples = set(kb.graph)
+        self.engine.load(kb.graph)
+        _refuse_nested_suspects(self.engine)
+        self.source_info = {}
+        self._owner = {}
+        self._ref = None
+        # claims validated here and handed to the reference (see split), with the time spent
+        self.stats = {"fast_claims": 0, "fast_seconds": 0.0, "reference_claims": 0, "reference_seconds": 0.0}
+
+    def _source(self, iri):
+        if iri not in self.source_info:
+            s = URIRef(iri)
+            title = self.kb.graph.value(s, DCTERMS.title)
+            self.source_info[iri] = {"id": _local(iri), "title": str(title) if title else None}
+        return self.source_info[iri]
+
+    def _shape_info(self, shape):
+        hit = self._owner.get(shape)
+        if hit is None:
+            owner = _owning_shape(self.sg, shape)
+            sources = sorted(str(s) for s in self.sg.objects(owner, DCTERMS.source))
+            hit = self._owner[shape] = (_local(owner) if isinstance(owner, URIRef) else str(owner), sources)
+        return hit
+
+    def _reference(self):
+        if self._ref is None:
+            from .validate import ClaimValidator
+
+            self._ref = ClaimValidator(self.kb)
+        return self._ref
+
+    def split(self, records):
+        """(records for this engine, records for the reference): a claim carrying a literal the two
+        SPARQL engines read differently goes to the reference, with every claim sharing a node
+        with it (the reference would merge them into one graph)."""
+        return self._split(records)[:2]
+
+    def _split(self, records):
+        disagree = self.engine.codec.engines_disagree
+        owner = {}
+        parent = list(range(len(records)))
+        seen_lit = {}
+
+        def find(i):
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        marked = set()
+        triples = []
+        per_record = []
+        for i, rec in enumerate(records):
+            mine = _triples(rec.graph)
+            per_record.append(mine)
+            for s, _, o in mine:
+                j = owner.setdefault(s, i)
+                if j != i:
+                    parent[find(i)] = find(j)
+                if type(o) is Literal:
+                    bad = seen_lit.get(o)
+                    if bad is None:
+                        bad = seen_lit[o] = disagree(o)
+                    if bad or o.ill_typed is True:
+                        marked.add(i)
+        roots = {find(i) for i in marked}
+        fast, ref = [], []
+        for i, rec in enumerate(records):
+            if roots and find(i) in roots:
+                ref.append(rec)
+            else:
+                fast.append(rec)
+                triples.extend(per_record[i])
+        return fast, ref, triples
+
+    def validate(self, records):
+        """Validate claim records (each with .graph and .node); return findings, report."""
+        t0 = time.perf_counter()
+        fast_records, ref_records, triples = self._split(records)
+        try:
+            findings, results = self._validate_fast(fast_records, triples)
+        except Unsupported:
+            findings, results, ref_records = [], [], list(records)
+        t1 = time.perf_counter()
+        extra = None
+        if ref_records:
+            ref_findings, extra = self._reference().validate(ref_records)
+            findings.extend(ref_findings)
+        t2 = time.perf_counter()
+        st = self.stats
+        st["fast_claims"] += len(records) - len(ref_records)
+        st["fast_seconds"] += t1 - t0
+        st["reference_claims"] += len(ref_records)
+        st["reference_seconds"] += t2 - t1
+        findings.sort(key=lambda f: (f["file"], f["claim"], f["line"] or 0, SEVERITY_ORDER[f["severity"]], f["shape"]))
+        conforms = not any(f["severity"] == "violation" for f in findings) and not any(
+            r.severity == SH.Violation for r in results)
+        return findings, LazyReport(results, conforms, self.sg, extra)
+
+    def _validate_fast(self, records, triples):
+        if not records:
+            return [], []
+        loaded = []
+        try:
+            loaded = self.engine.load(triples, skip=self.kb_triples)
+            _refuse_nested_suspects(self.engine)
+            results = self.engine.run()
+        finally:
+            self.engine.unload(loaded)
+        by_line = {}
+        by_claim = {}
+        for rec in records:
+            by_claim.setdefault(rec.node, rec)
+            for line in rec.graph.objects(rec.node, CPTKG.line):
+                by_line[line] = rec
+        findings = []
+        for r in results:
+            focus = r.focus
+            rec = by_line.get(focus)
+            if rec is None:
+                rec = by_claim.get(focus)
+                if rec is not None and not any(True for x in records for _ in x.graph.objects(focus, CPTKG.line)):
+                    rec = None
+            if rec is None:
+                continue  # a result on the knowledge graph itself is `cptkg check`'s business
+            g = rec.graph
+            code = g.value(focus, CPTKG.code)
+            number = g.value(focus, CPTKG.lineNumber)
+            shape, sources = self._shape_info(r.shape)
+            findings.append({
+                "claim": rec.id,
+                "line": int(number) if number is not None else None,
+                "code": _local(code) if code is not None else None,
+                "severity": SEVERITY.get(r.severity, "violation"),
+                "message": str(r.messages[0]) if r.messages else "",
+                "shape": shape,
+                "field": _local(r.path) if r.path is not None else None,
+                "sources": [self._source(s) for s in sources],
+                "focus": str(focus),
+                "file": str(rec.file),
+            })
+        return findings, results
