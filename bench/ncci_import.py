@@ -68,12 +68,19 @@ def copy_content(target):
     return target
 
 
+# The child's own peak: VmHWM from /proc (per address space). ru_maxrss is not used where /proc
+# exists, because Linux carries the parent's high-water mark across exec into it (a child of a
+# large pytest process would report the parent's peak).
 CHILD = """
 import resource, sys, time
 from reasoner.cli import main
 t = time.perf_counter()
 rc = main(sys.argv[1:])
-print(f"BENCH rc={rc} seconds={time.perf_counter() - t:.2f} maxrss_kb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}")
+try:
+    hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+except OSError:
+    hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(f"BENCH rc={rc} seconds={time.perf_counter() - t:.2f} maxrss_kb={hwm}")
 """
 
 
