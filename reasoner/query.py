@@ -17,6 +17,7 @@ from rdflib.namespace import XSD
 
 from .content import Query, _load_query
 from .errors import ContentError, CptkgError
+from .inputs import read_records
 from .vocab import CPT, PREFIXES
 
 
@@ -74,16 +75,30 @@ def bind_params(query: Query, params: dict) -> str:
 
 
 def data_graph(kb, data_files):
-    from .inputs import read_records
 
     g = Graph()
     g += kb.graph
     for path in data_files:
-        kind = "claim" if _looks_like_claims(path) else "encounter"
-        for rec in read_records(path, kind, kb.content.context):
-            if rec.error:
-                raise rec.error
-            g += rec.graph
+        g += file_graph(kb, path)
+    return g
+
+
+def file_graph(kb, path):
+    """One data file as RDF; a claim file comes with its validation findings (sh:ValidationResult),
+    so the report queries over claims can count findings by code and by rule."""
+    from .validate import ClaimValidator, findings_graph
+
+    kind = "claim" if _looks_like_claims(path) else "encounter"
+    g = Graph()
+    records = []
+    for rec in read_records(path, kind, kb.content.context):
+        if rec.error:
+            raise rec.error
+        g += rec.graph
+        records.append(rec)
+    if kind == "claim" and records:
+        findings, _ = ClaimValidator(kb).validate(records)
+        g += findings_graph(findings)
     return g
 
 

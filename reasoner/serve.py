@@ -72,17 +72,11 @@ def data_graphs(kb, files):
     """[(graph IRI, rdflib Graph)] for each claim or encounter file, read as `cptkg query --data` reads it."""
     from rdflib import Graph, URIRef
 
-    from .inputs import read_records
-    from .query import _looks_like_claims
+    from .query import file_graph
 
     out, taken = [], set()
     for f in files:
-        kind = "claim" if _looks_like_claims(f) else "encounter"
-        g = Graph()
-        for rec in read_records(f, kind, kb.content.context):
-            if rec.error:
-                raise rec.error
-            g += rec.graph
+        g = file_graph(kb, f)  # claims come with their validation findings
         name = base = quote(Path(f).name, safe="")
         n = 2
         while name in taken:

@@ -150,3 +150,25 @@ class EncounterChecker:
                 continue
             problems.setdefault(rec.id, []).append(r)
         return problems
+
+
+SEVERITY_IRI = {v: k for k, v in SEVERITY.items()}
+
+
+def findings_graph(findings):
+    """Findings as standard sh:ValidationResult nodes (named after the focus line), so analysts can
+    query them beside the claims: `cptkg query top-findings --data claims.csv`, and the server."""
+    from rdflib import Literal, URIRef
+    from rdflib.namespace import RDF
+
+    from .vocab import SHAPE
+
+    g = Graph()
+    for i, f in enumerate(findings):
+        r = URIRef(f"{f['focus']}/finding/{i}")
+        g.add((r, RDF.type, SH.ValidationResult))
+        g.add((r, SH.focusNode, URIRef(f["focus"])))
+        g.add((r, SH.resultSeverity, SEVERITY_IRI[f["severity"]]))
+        g.add((r, SH.resultMessage, Literal(f["message"])))
+        g.add((r, SH.sourceShape, SHAPE[f["shape"]]))
+    return g
