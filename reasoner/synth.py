@@ -239,11 +239,15 @@ class _Gen:
 
 def generate_claims(kb, n, seed=0, prefix="s"):
     """n claim objects; about a third correct, the rest with injected errors of every kind."""
+    return list(iter_claims(kb, n, seed, prefix))
+
+
+def iter_claims(kb, n, seed=0, prefix="s"):
+    """The claims of generate_claims, one at a time (for streams larger than memory)."""
     facts = _facts(kb)
     rng = random.Random(seed)
     gen = _Gen(facts, rng)
     kinds = [k for k in KINDS if k != "mixed"]
-    out = []
     for i in range(n):
         roll = rng.random()
         if roll < 0.3:
@@ -262,5 +266,4 @@ def generate_claims(kb, n, seed=0, prefix="s"):
             lines, over = gen.scenario(kind)
         claim = gen.claim(f"{prefix}{seed}-{i}", lines, over.get("date"), over.get("pos"), over.get("claim_type"))
         claim["lines"] = [dict(line, line=j) for j, line in enumerate(claim["lines"], 1)]
-        out.append(claim)
-    return out
+        yield claim

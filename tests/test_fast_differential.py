@@ -4,12 +4,13 @@
 * A seeded synthetic batch of 10,000 claims (reasoner/synth.py: correct claims and claims with
   every kind of error the coding shapes catch) is validated by the fast engine in one batch. The
   reference takes about 0.08 s a claim, so here it runs on a seeded sample of 1,000 of those claims
-  (bench/bench_validate.py runs it on more); on the sample the findings are equal, and the fast
+  (bench/bench_validate.py --sample N compares more); on the sample the findings are equal, and the fast
   engine gives the same findings for the sample whether it is validated alone or inside the
   10,000 (batching changes nothing). Every coding shape fires in the sample.
 * The proven-equivalent query rewrites (reasoner/fastsparql.py) change no finding: the fast engine
   with and without them agrees on a smaller sample (without them it is quadratic).
-* The knowledge-base shapes on the knowledge graph, with seeded faults: same results.
+* The knowledge-base shapes on the knowledge graph, with seeded faults, and the encounter-input
+  shapes on every encounter case: same results.
 
 Equality is on every field of a finding (claim, line, code, severity, message, shape, field,
 sources, focus, file) and on the multiset of findings, with two allowances where SPARQL leaves
@@ -157,7 +158,7 @@ def test_rewrites_change_nothing():
     small = sample[:300]
     plain = FastValidator(kb)
     plain.engine = Engine(plain.sg, rewrite=False)
-    plain.engine.load(kb.graph)
+    plain.engine.load_base(kb.graph)
     a, _ = plain.validate(small)
     b, _ = fast_validator().validate(small)
     assert_same(a, b, "rewritten and plain queries")
@@ -205,3 +206,27 @@ def test_refuses_what_it_does_not_implement():
                        format="turtle")
     with pytest.raises(Unsupported, match="frobnicate"):
         Engine(sg)
+
+
+def test_encounter_shapes_on_encounter_cases():
+    """The encounter-input shapes (sh:or, sh:nodeKind, sh:alternativePath with sh:inversePath,
+    sh:targetObjectsOf, SPARQL constraints) on every encounter case: same results and messages."""
+    from pathlib import Path
+
+    from reasoner.inputs import read_records
+
+    kb = engine()[0]
+    sg = shapes_graph(kb.content, "encounter")
+    paths = sorted((Path(__file__).parent / "cases" / "encounter").glob("*.json"))
+    assert paths
+    for path in paths:
+        data = Graph() + kb.graph
+        for rec in read_records(path, "encounter", kb.content.context):
+            if rec.error is None:
+                data += rec.graph
+        _, ref = run_shacl(Graph() + data, sg)
+        _, fast = validate_graphs(data, sg, allow_warnings=True)
+        sev = {SH.Violation: "violation", SH.Warning: "warning", SH.Info: "info"}
+        a = Counter((str(r["focus"]), r["severity"], r["message"], str(r["path"])) for r in ref)
+        b = Counter((str(r.focus), sev[r.severity], str(r.messages[0]), str(r.path)) for r in fast)
+        assert a == b, f"{path.name}: reference only {list((a - b).items())[:3]}, fast only {list((b - a).items())[:3]}"
