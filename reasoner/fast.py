@@ -1328,19 +1328,7 @@ class LazyReport:
 # claims
 
 
-def _local(node):
-    return str(node).rsplit("/", 1)[-1].rsplit("#", 1)[-1]
-
-
-def _owning_shape(sg, shape):
-    seen = set()
-    while not isinstance(shape, URIRef) and shape not in seen:
-        seen.add(shape)
-        parent = sg.value(None, SH.property, shape) or sg.value(None, SH.sparql, shape)
-        if parent is None:
-            break
-        shape = parent
-    return shape
+from .validate import _local, _owning_shape  # noqa: E402  (one definition, shared with the reference)
 
 
 def _triples(graph):
