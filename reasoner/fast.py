@@ -37,8 +37,9 @@ Quadratic NOT EXISTS, and what is done about it
   oxigraph plans the inside of a FILTER [NOT] EXISTS without the variables the outer row binds, so
   a correlated EXISTS ("another line of the same claim ...") scans the batch once per row: the
   time grows with the square of the batch. Measured with bench/bench_validate.py --scaling (the
-  coding shapes, compiled SPARQL alone): without the rewrites 2.8 / 4.7 / 7.7 ms a claim at 1,000
-  / 2,000 / 5,000 claims a batch; with them about 1.3-1.6 ms a claim at every size. The remedy is
+  coding shapes, compiled SPARQL alone, 2 shared cores): without the rewrites 1.8 / 3.4 / 5.8 ms a
+  claim at 1,000 / 2,000 / 4,000 claims a batch (doubling with the batch); with them 0.63 / 0.64 /
+  0.86 / 0.95 ms a claim at 1,000 / 2,000 / 4,000 / 8,000. The remedy is
   a rewrite proven to keep the solutions (reasoner/fastsparql.py, rewrite 2): FILTER NOT EXISTS
   { P } becomes MINUS { SELECT DISTINCT V WHERE { G' P } }, where G' re-states the triples of the
   enclosing group that bind the shared variables V (FILTER EXISTS becomes a join with the same
