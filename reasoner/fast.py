@@ -1023,16 +1023,10 @@ class Engine:
         self.codec = TermCodec()
         self.store = ox.Store()
 
-    # oxigraph's in-memory store does not give memory back when quads are removed (its string
-    # dictionary keeps every IRI and literal): the store is rebuilt from the base (the knowledge
-    # graph) once this many quads have come and gone, which bounds memory on a stream of batches.
-    REBUILD_AFTER = 250_000
-
     def load_base(self, graph):
         """Load the data every batch sees (the knowledge graph), once."""
         self._base_quads = self.load(graph)
         self.codec.snapshot()
-        self._churn = 0
 
     def load(self, graph_or_triples, skip=None):
         quads = []
@@ -1044,23 +1038,19 @@ class Engine:
         self.store.extend(quads)
         return quads
 
-    def unload(self, quads):
-        """Take a batch out again (and forget its terms)."""
-        base = getattr(self, "_base_quads", None)
-        if base is None:
-            rm = self.store.remove
-            for q in quads:
-                rm(q)
-            return
-        self._churn += len(quads)
-        if self._churn > self.REBUILD_AFTER:
-            self.store = ox.Store()
-            self.store.extend(base)
-            self._churn = 0
-        else:
-            rm = self.store.remove
-            for q in quads:
-                rm(q)
+    def load_nt(self, lines):
+        """Load N-Triples lines as they are (reasoner/fastinput.py writes only canonical literals,
+        which the store keeps unchanged, so they need no codec)."""
+        if lines:
+            self.store.load("\n".join(lines), format=ox.RdfFormat.N_TRIPLES)
+
+    def reset(self):
+        """Back to the knowledge graph alone: a new store filled from the base quads (about 10 ms
+        for the knowledge graph). oxigraph's in-memory store does not give memory back when quads
+        are removed (its string dictionary keeps every IRI and literal); a new store per batch
+        bounds memory on a stream of batches and costs less than removing the batch quad by quad."""
+        self.store = ox.Store()
+        self.store.extend(self._base_quads)
         self.codec.reset()
 
     def run(self):
@@ -1408,6 +1398,9 @@ class FastValidator:
         return self._split(records)[:2]
 
     def _split(self, records):
+        """(fast records, reference records, rdflib triples, N-Triples lines) for a batch. A record
+        written by reasoner/fastinput.py carries only canonical literals and goes to this engine
+        as N-Triples; the others are checked literal by literal."""
         disagree = self.engine.codec.engines_disagree
         owner = {}
         parent = list(range(len(records)))
@@ -1420,13 +1413,20 @@ class FastValidator:
             return i
 
         marked = set()
-        triples = []
         per_record = []
         for i, rec in enumerate(records):
+            if rec.nt is not None and rec._graph is None:
+                per_record.append(None)
+                for line in rec.nt:
+                    s = line[:line.index(" ")]
+                    j = owner.setdefault(s, i)
+                    if j != i:
+                        parent[find(i)] = find(j)
+                continue
             mine = _triples(rec.graph)
             per_record.append(mine)
             for s, _, o in mine:
-                j = owner.setdefault(s, i)
+                j = owner.setdefault(s.n3() if type(s) is URIRef else s, i)
                 if j != i:
                     parent[find(i)] = find(j)
                 if type(o) is Literal:
@@ -1436,21 +1436,24 @@ class FastValidator:
                     if bad or o.ill_typed is True:
                         marked.add(i)
         roots = {find(i) for i in marked}
-        fast, ref = [], []
+        fast, ref, triples, nt = [], [], [], []
         for i, rec in enumerate(records):
             if roots and find(i) in roots:
                 ref.append(rec)
             else:
                 fast.append(rec)
-                triples.extend(per_record[i])
-        return fast, ref, triples
+                if per_record[i] is None:
+                    nt.extend(rec.nt)
+                else:
+                    triples.extend(per_record[i])
+        return fast, ref, triples, nt
 
     def validate(self, records):
         """Validate claim records (each with .graph and .node); return findings, report."""
         t0 = time.perf_counter()
-        fast_records, ref_records, triples = self._split(records)
+        fast_records, ref_records, triples, nt = self._split(records)
         try:
-            findings, results = self._validate_fast(fast_records, triples)
+            findings, results = self._validate_fast(fast_records, triples, nt)
         except Unsupported:
             findings, results, ref_records = [], [], list(records)
         t1 = time.perf_counter()
@@ -1459,7 +1462,7 @@ class FastValidator:
             ref_findings, extra, crashed = self._validate_reference(ref_records)
             findings.extend(ref_findings)
             if crashed:  # the reference cannot validate these at all: give this engine's answer
-                more, more_results = self._validate_fast(crashed, [t for r in crashed for t in _triples(r.graph)])
+                more, more_results = self._validate_fast(crashed, [t for r in crashed for t in _triples(r.graph)], [])
                 findings.extend(more)
                 results = list(results) + list(more_results)
         t2 = time.perf_counter()
@@ -1473,46 +1476,53 @@ class FastValidator:
             r.severity == SH.Violation for r in results)
         return findings, LazyReport(results, conforms, self.sg, extra)
 
-    def _validate_fast(self, records, triples):
+    def _validate_fast(self, records, triples, nt):
         if not records:
             return [], []
-        loaded = []
+        engine = self.engine
         try:
-            loaded = self.engine.load(triples, skip=self.kb_triples)
-            _refuse_nested_suspects(self.engine)
-            results = self.engine.run()
+            engine.load(triples, skip=self.kb_triples)
+            engine.load_nt(nt)
+            _refuse_nested_suspects(engine)
+            results = engine.run()
         finally:
-            self.engine.unload(loaded)
-        by_line = {}
-        by_claim = {}
+            engine.reset()
+        line_info, claim_rec = {}, {}
         for rec in records:
-            by_claim.setdefault(rec.node, rec)
-            for line in rec.graph.objects(rec.node, CPTKG.line):
-                by_line[line] = rec
+            claim_rec.setdefault(str(rec.node), rec)
+            if rec.nt is not None and rec._graph is None:
+                # written from the prepared JSON (reasoner/fastinput.py): its lines are in rec.source
+                base = str(rec.node)[: -len(rec.id)]
+                for line in rec.source["lines"]:
+                    line_info[base + line["id"]] = (rec, int(line["line"]), line["code"])
+                continue
+            g = rec.graph
+            for line in g.objects(rec.node, CPTKG.line):
+                code, number = g.value(line, CPTKG.code), g.value(line, CPTKG.lineNumber)
+                line_info[str(line)] = (rec, int(number) if number is not None else None,
+                                        _local(code) if code is not None else None)
+        with_lines = {id(i[0]) for i in line_info.values()}
         findings = []
         for r in results:
-            focus = r.focus
-            rec = by_line.get(focus)
-            if rec is None:
-                rec = by_claim.get(focus)
-                if rec is not None and not any(True for x in records for _ in x.graph.objects(focus, CPTKG.line)):
-                    rec = None
-            if rec is None:
-                continue  # a result on the knowledge graph itself is `cptkg check`'s business
-            g = rec.graph
-            code = g.value(focus, CPTKG.code)
-            number = g.value(focus, CPTKG.lineNumber)
+            focus = str(r.focus)
+            info = line_info.get(focus)
+            if info is None:
+                rec = claim_rec.get(focus)
+                if rec is None or id(rec) not in with_lines:
+                    continue  # a result on the knowledge graph itself is `cptkg check`'s business
+                info = (rec, None, None)
+            rec, number, code = info
             shape, sources = self._shape_info(r.shape)
             findings.append({
                 "claim": rec.id,
-                "line": int(number) if number is not None else None,
-                "code": _local(code) if code is not None else None,
+                "line": number,
+                "code": code,
                 "severity": SEVERITY.get(r.severity, "violation"),
                 "message": str(r.messages[0]) if r.messages else "",
                 "shape": shape,
                 "field": _local(r.path) if r.path is not None else None,
                 "sources": [self._source(s) for s in sources],
-                "focus": str(focus),
+                "focus": focus,
                 "file": str(rec.file),
             })
         return findings, results

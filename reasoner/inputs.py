@@ -16,25 +16,45 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 from rdflib import Graph, URIRef
 from rdflib.namespace import RDF
 
 from .errors import InputError
+from .fastinput import lexical_error
 from .vocab import CPTKG, DATA
 
+XSD_NS = "http://www.w3.org/2001/XMLSchema#"
 
-@dataclass
+
 class Record:
-    id: str
-    file: Path
-    line: int | None
-    graph: Graph | None = None
-    node: URIRef | None = None
-    error: InputError | None = None
-    source: dict | None = None
+    """One encounter or claim: its RDF graph, or the InputError that stopped it.
+
+    A record read from JSON also carries `nt`, its triples as N-Triples lines written by
+    reasoner.fastinput (when the writer takes it); the fast engines load those directly, and
+    `graph` is parsed from them only when someone asks for it."""
+
+    __slots__ = ("id", "file", "line", "_graph", "node", "error", "source", "nt")
+
+    def __init__(self, id, file, line, graph=None, node=None, error=None, source=None, nt=None):
+        self.id, self.file, self.line, self._graph = id, file, line, graph
+        self.node, self.error, self.source, self.nt = node, error, source, nt
+
+    @property
+    def graph(self) -> Graph | None:
+        if self._graph is None and self.nt is not None:
+            g = Graph()
+            g.parse(data="\n".join(self.nt), format="nt")
+            self._graph = g
+        return self._graph
+
+    @graph.setter
+    def graph(self, value):
+        self._graph = value
+
+    def __repr__(self):
+        return f"Record(id={self.id!r}, file={str(self.file)!r}, line={self.line!r}, error={self.error!r})"
 
 
 _CONTEXT_CACHE = {}
@@ -51,20 +71,64 @@ def base_for(path: Path) -> str:
     return f"{DATA}{Path(path).stem}/"
 
 
+_WRITERS = {}
+
+
+def writer_for(context: dict):
+    """The compiled context (reasoner.fastinput.ContextWriter), made once per context."""
+    w = _WRITERS.get(id(context))
+    if w is None or w[0] is not context:
+        from .fastinput import ContextWriter
+
+        w = _WRITERS[id(context)] = (context, ContextWriter(context))
+    return w[1]
+
+
 def _check_keys(obj, terms, file, record, prefix=""):
+    """Every key a term of the context; every value of a datatyped term a valid literal of it."""
     if isinstance(obj, list):
         for i, item in enumerate(obj):
             _check_keys(item, terms, file, record, f"{prefix}[{i}].")
         return
     if not isinstance(obj, dict):
         return
+    datatype_of = terms.datatype_of
     for key, value in obj.items():
         if key.startswith("@"):
             continue
         if key not in terms:
             raise InputError(f"unknown field '{key}' (known fields are the terms of ontology/context.jsonld)",
                              file=file, record=record, field=f"{prefix}{key}")
-        _check_keys(value, terms, file, record, f"{prefix}{key}" + ("" if isinstance(value, list) else "."))
+        dt = datatype_of.get(key)
+        if dt is not None:
+            for i, v in enumerate(value if isinstance(value, list) else [value]):
+                if isinstance(v, dict):
+                    continue
+                why = lexical_error(v, dt)
+                if why:
+                    at = f"{prefix}{key}" + (f"[{i}]" if isinstance(value, list) else "")
+                    raise InputError(f"{why} ({dt.replace(XSD_NS, 'xsd:')})", file=file, record=record, field=at)
+    for key, value in obj.items():  # the object's own fields first, then what it holds
+        if isinstance(value, (dict, list)) and not key.startswith("@"):
+            _check_keys(value, terms, file, record, f"{prefix}{key}" + ("" if isinstance(value, list) else "."))
+
+
+class _Terms(set):
+    """The context's term names, with the datatype each declares (reasoner.fastinput)."""
+
+    def __init__(self, context):
+        super().__init__(k for k in context if not k.startswith("@"))
+        self.datatype_of = writer_for(context).datatype_of
+
+
+_TERMS = {}
+
+
+def context_terms(context):
+    hit = _TERMS.get(id(context))
+    if hit is None or hit[0] is not context:
+        hit = _TERMS[id(context)] = (context, _Terms(context))
+    return hit[1]
 
 
 def _json_to_graph(obj: dict, context: dict, base: str, file, record) -> Graph:
@@ -182,8 +246,11 @@ def _graph_record(kind, path, n, obj, context, terms, base, index):
     try:
         rid, obj = prepare(obj, path, index if n is None else f"line {n}")
         _check_keys(obj, terms, path, rid)
-        g = _json_to_graph(obj, context, base, path, rid)
         node = URIRef(base + rid)
+        nt = writer_for(context).write(obj, base)
+        if nt is not None:
+            return Record(id=rid, file=path, line=n, node=node, source=obj, nt=nt)
+        g = _json_to_graph(obj, context, base, path, rid)
         return Record(id=rid, file=path, line=n, graph=g, node=node, source=obj)
     except InputError as err:
         return Record(id=rid or f"#{index}", file=path, line=n, error=err)
@@ -192,7 +259,7 @@ def _graph_record(kind, path, n, obj, context, terms, base, index):
 def record_from_object(obj, kind: str, context_path: Path, file="<inline>", index=0):
     """One record from an already-parsed JSON object (test cases, the web page, the server)."""
     context = load_context(context_path)
-    terms = set(k for k in context if not k.startswith("@"))
+    terms = context_terms(context)
     return _graph_record(kind, Path(file), None, obj, context, terms, base_for(Path(file)), index)
 
 
@@ -202,7 +269,7 @@ def read_records(path, kind: str, context_path: Path):
     if not path.exists():
         raise InputError("no such file", file=path)
     context = load_context(context_path)
-    terms = set(k for k in context if not k.startswith("@"))
+    terms = context_terms(context)
     base = base_for(path)
     suffix = path.suffix.lower()
     if suffix in (".ttl", ".nt", ".n3"):
