@@ -100,15 +100,16 @@ def _emit_csv_claim(path, first_line, cid, lines, bad_claims):
         yield path, first_line, {"id": cid, "lines": lines}
 
 
+class RawJson(str):
+    """A JSON Lines record as read: parsed in the worker, so the reading process only reads."""
+
+
 def _jsonl(path):
     with open(path, encoding="utf-8") as fh:
         for n, text in enumerate(fh, 1):
             if not text.strip():
                 continue
-            try:
-                yield path, n, json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield path, n, InputError(f"not valid JSON: {exc.msg}", file=path, line=n)
+            yield path, n, RawJson(text)
 
 
 def _json(path, key):
@@ -176,8 +177,14 @@ def _fhir(path):
             return err
 
     if Path(path).suffix == ".ndjson":
-        for _, n, obj in _jsonl(path):
-            yield path, n, obj if isinstance(obj, InputError) else convert(obj, n)
+        for _, n, text in _jsonl(path):
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield path, n, InputError(f"not valid JSON: {exc.msg}", file=path, line=n)
+                continue
+            yield path, n, convert(obj, n) if isinstance(obj, dict) else InputError(
+                "a FHIR resource must be a JSON object", file=path, line=n)
         return
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     if data.get("resourceType") == "Bundle":
@@ -232,13 +239,13 @@ def read_raw(paths, kind):
 _WORKER = {}
 
 
-def _init_worker(root, overlays, kind, engine):
+def _init_worker(root, overlays, kind, engine, encoding=None):
     from .content import discover
     from .kb import load
 
     content = discover(root, overlays=overlays)
     kb = load(content, overlays)
-    _WORKER.update(kb=kb, kind=kind, content=content)
+    _WORKER.update(kb=kb, kind=kind, content=content, encoding=encoding)
     if kind == "claim":
         _WORKER["validator"] = make_validator(kb, engine)
     else:
@@ -277,6 +284,11 @@ def _to_records(items, kind):
     kb = _WORKER["kb"]
     out = []
     for index, (file, line, obj) in items:
+        if type(obj) is RawJson:
+            try:
+                obj = json.loads(obj)
+            except json.JSONDecodeError as exc:
+                obj = InputError(f"not valid JSON: {exc.msg}", file=file, line=line)
         if isinstance(obj, InputError):
             out.append(Record(id=obj.record or (f"line {line}" if line else f"#{index}"), file=Path(file), line=line, error=obj))
         elif isinstance(obj, tuple) and obj[0] == "rdf":
@@ -309,10 +321,24 @@ def _validate_chunk(args):
         fs = by_claim.get((str(r.file), r.id), [])
         sev = {f["severity"] for f in fs}
         status = "violation" if "violation" in sev else "warning" if "warning" in sev else "conforms"
-        n_lines = sum(1 for _ in r.graph.objects(r.node, _LINE))
+        if r.source is not None and isinstance(r.source.get("lines"), list):
+            n_lines = len(r.source["lines"])
+        else:
+            n_lines = sum(1 for _ in r.graph.objects(r.node, _LINE))
         results.append({"claim": r.id, "file": str(r.file), "line": r.line, "status": status, "lines": n_lines,
                         "findings": fs})
-    return chunk_no, results
+    return _finish(chunk_no, results, summarize(results))
+
+
+def _finish(chunk_no, results, summary=None):
+    """What a worker sends back: the chunk's results (encoded for the sink, when it writes a file,
+    so the main process only writes bytes) and its counts."""
+    part = {"records": len(results), "errors": sum(1 for r in results if r.get("status") == "error" or "error" in r),
+            "summary": summary}
+    encoding = _WORKER.get("encoding")
+    if encoding:
+        return chunk_no, ENCODERS[encoding](results), part
+    return chunk_no, results, part
 
 
 def json_keys(context_path):
@@ -373,7 +399,7 @@ def _derive_chunk(args):
         else:
             summary["line"] = rec.line
             results.append(summary)
-    return chunk_no, results
+    return _finish(chunk_no, results)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -392,27 +418,33 @@ def chunks(raw, size):
 
 
 class Checkpoint:
-    """`<out>.progress`: the chunks already written and the output size after each, so that an
-    interrupted run resumes where it stopped (the output is truncated to the last whole chunk)."""
+    """`<out>.progress`: the chunks already written, the output size after each and each chunk's
+    counts, so that an interrupted run resumes where it stopped (the output is truncated to the
+    last whole chunk) and the totals still cover every chunk."""
 
     def __init__(self, out: Path, resume: bool, signature: str):
         self.path = out.with_name(out.name + ".progress")
         self.done = {}
+        self.parts = {}
         self.offset = 0
         if resume and self.path.exists():
             lines = self.path.read_text().splitlines()
             if lines and lines[0] == signature:
                 for line in lines[1:]:
-                    n, off = line.split()
+                    try:
+                        n, off, part = line.split(" ", 2)
+                        self.parts[int(n)] = json.loads(part)
+                    except ValueError:
+                        break  # a line cut short by the interruption: that chunk is redone
                     self.done[int(n)] = int(off)
                 self.offset = max(self.done.values(), default=0)
         if not resume or not self.done:
             self.path.write_text(signature + "\n")
-            self.done, self.offset = {}, 0
+            self.done, self.parts, self.offset = {}, {}, 0
 
-    def record(self, chunk_no, offset):
+    def record(self, chunk_no, offset, part):
         with open(self.path, "a") as fh:
-            fh.write(f"{chunk_no} {offset}\n")
+            fh.write(f"{chunk_no} {offset} {json.dumps(part, separators=(',', ':'))}\n")
             fh.flush()
             os.fsync(fh.fileno())
 
@@ -445,39 +477,54 @@ def signature(kind, paths, overlays, engine, chunk):
 
 def run(kind, paths, *, root, overlays=(), engine="reference", jobs=None, chunk=CHUNK, sink=None,
         checkpoint=None, progress=False):
-    """Process every record of paths; call sink(result) for each, in input order. Returns counts."""
+    """Process every record of paths; call sink for each result, in input order. Returns the
+    counts {"records", "errors", "summary"} over the whole run, resumed chunks included."""
     jobs = jobs or os.cpu_count() or 1
     raw = read_raw(paths, kind)
     work = _validate_chunk if kind == "claim" else _derive_chunk
     todo = ((n, c) for n, c in chunks(raw, chunk) if not checkpoint or n not in checkpoint.done)
     bar = Progress("claims" if kind == "claim" else "encounters", progress)
-    counts = {"records": 0, "errors": 0}
+    encoding = getattr(sink, "encoding", None)
+    totals = {"records": 0, "errors": 0, "summary": None}
 
-    def emit(chunk_no, results):
-        for r in results:
-            counts["records"] += 1
-            if r.get("status") == "error" or "error" in r:
-                counts["errors"] += 1
-            sink(r)
+    def add(part):
+        totals["records"] += part["records"]
+        totals["errors"] += part["errors"]
+        if part.get("summary") is not None:
+            totals["summary"] = merge_summaries(totals["summary"], part["summary"])
+
+    for part in (checkpoint.parts.values() if checkpoint else ()):
+        add(part)
+
+    def emit(chunk_no, payload, part):
+        if encoding:
+            sink.write(payload)
+        else:
+            for r in payload:
+                sink(r)
+        add(part)
         if checkpoint:
-            checkpoint.record(chunk_no, sink.flush())
-        bar.add(len(results))
+            checkpoint.record(chunk_no, sink.flush(), part)
+        bar.add(part["records"])
 
+    init = (root, tuple(overlays), kind, engine, encoding)
     if jobs == 1:
-        _init_worker(root, tuple(overlays), kind, engine)
+        _init_worker(*init)
         for item in todo:
             emit(*work(item))
     else:
         import multiprocessing as mp
 
         ctx = mp.get_context("fork") if hasattr(os, "fork") else mp.get_context()
-        with ctx.Pool(jobs, initializer=_init_worker, initargs=(root, tuple(overlays), kind, engine)) as pool:
-            for chunk_no, results in pool.imap(work, todo, chunksize=1):
-                emit(chunk_no, results)
+        with ctx.Pool(jobs, initializer=_init_worker, initargs=init) as pool:
+            for chunk_no, payload, part in pool.imap(work, todo, chunksize=1):
+                emit(chunk_no, payload, part)
     bar.close()
     if checkpoint:
         checkpoint.finish()
-    return counts
+    if totals["summary"] is not None:
+        totals["summary"] = merge_summaries(None, totals["summary"])  # sorted
+    return totals
 
 
 class JsonlSink:
@@ -489,8 +536,13 @@ class JsonlSink:
             self.fh.truncate(offset)
             self.fh.seek(offset)
 
+    encoding = "jsonl"
+
     def __call__(self, record):
-        self.fh.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
+        self.fh.write(encode_jsonl([record]))
+
+    def write(self, payload: bytes):
+        self.fh.write(payload)
 
     def flush(self):
         self.fh.flush()
@@ -507,27 +559,44 @@ FINDING_COLUMNS = ["claim", "line", "code", "severity", "message", "shape", "sou
 class CsvFindingsSink(JsonlSink):
     """A row per finding; a claim with none gets one row with its status, so every claim appears."""
 
+    encoding = "csv"
+
     def __init__(self, path: Path, offset=0):
         super().__init__(path, offset)
         if not offset:
-            self._row(FINDING_COLUMNS)
-
-    def _row(self, values):
-        buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerow(values)
-        self.fh.write(buf.getvalue().encode("utf-8"))
+            self.fh.write(_csv_bytes([FINDING_COLUMNS]))
 
     def __call__(self, record):
+        self.fh.write(encode_csv([record]))
+
+
+def _csv_bytes(rows):
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue().encode("utf-8")
+
+
+def encode_jsonl(results):
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results).encode("utf-8")
+
+
+def encode_csv(results):
+    rows = []
+    for record in results:
         if record.get("status") == "error":
             e = record["error"]
-            self._row([record["claim"], "", "", "error", e["error"] + (f" (field {e['field']})" if e.get("field") else ""),
-                       "", "", "error", "", record["file"] + (f":{e['line']}" if e.get("line") else "")])
-            return
+            rows.append([record["claim"], "", "", "error", e["error"] + (f" (field {e['field']})" if e.get("field") else ""),
+                         "", "", "error", "", record["file"] + (f":{e['line']}" if e.get("line") else "")])
+            continue
         if not record["findings"]:
-            self._row([record["claim"], "", "", "", "", "", "", record["status"], record["lines"], record["file"]])
+            rows.append([record["claim"], "", "", "", "", "", "", record["status"], record["lines"], record["file"]])
         for f in record["findings"]:
-            self._row([f["claim"], f["line"], f["code"], f["severity"], f["message"], f["shape"],
-                       "; ".join(s["id"] for s in f.get("sources", [])), record["status"], record["lines"], f["file"]])
+            rows.append([f["claim"], f["line"], f["code"], f["severity"], f["message"], f["shape"],
+                         "; ".join(s["id"] for s in f.get("sources", [])), record["status"], record["lines"], f["file"]])
+    return _csv_bytes(rows)
+
+
+ENCODERS = {"jsonl": encode_jsonl, "csv": encode_csv}
 
 
 class ListSink:
@@ -566,20 +635,18 @@ def summarize(results):
     return summary
 
 
-def read_results(path):
-    """Validation results back from a JSONL or CSV output file (for the summary after a resume)."""
-    path = Path(path)
-    if path.suffix == ".csv":
-        claims = {}
-        with open(path, encoding="utf-8", newline="") as fh:
-            for row in csv.DictReader(fh):
-                key = (row["file"].split(":")[0], row["claim"])
-                r = claims.setdefault(key, {"status": row["status"], "findings": [],
-                                            "lines": int(row["claim_lines"] or 0)})
-                if row["severity"] and row["severity"] != "error":
-                    r["findings"].append({"severity": row["severity"], "shape": row["shape"], "code": row["code"]})
-        yield from claims.values()
-        return
-    with open(path, encoding="utf-8") as fh:
-        for text in fh:
-            yield json.loads(text)
+def merge_summaries(a, b):
+    """The summary of two parts (from summarize), sorted as summarize sorts."""
+    out = {"claims": 0, "lines": 0, "errors": 0, "findings": 0, "byStatus": {}, "bySeverity": {},
+           "byShape": {}, "byCode": {}}
+    for part in (a, b):
+        if not part:
+            continue
+        for key in ("claims", "lines", "errors", "findings"):
+            out[key] += part[key]
+        for key in ("byStatus", "bySeverity", "byShape", "byCode"):
+            for k, v in part[key].items():
+                out[key][k] = out[key].get(k, 0) + v
+    for key in ("byStatus", "bySeverity", "byShape", "byCode"):
+        out[key] = dict(sorted(out[key].items(), key=lambda kv: (-kv[1], kv[0])))
+    return out

@@ -138,17 +138,9 @@ def _derive_batch(args):
                            chunk=args.chunk, sink=sink, checkpoint=checkpoint, progress=sys.stderr.isatty())
     finally:
         sink.close()
-    errors = 0
-    import json
-
-    total = 0
-    with open(out, encoding="utf-8") as fh:
-        for text in fh:
-            total += 1
-            errors += "error" in json.loads(text)
-    print(f"{total} encounters, {errors} input errors -> {out} (explain one with: cptkg explain {out} --encounter ID)",
-          file=sys.stderr)
-    del counts
+    errors = counts["errors"]
+    print(f"{counts['records']} encounters, {errors} input errors -> {out} "
+          f"(explain one with: cptkg explain {out} --encounter ID)", file=sys.stderr)
     return EXIT_BAD_INPUT if errors else EXIT_OK
 
 
@@ -175,11 +167,12 @@ def cmd_validate(args):
         sink_cls = batch.CsvFindingsSink if out.suffix == ".csv" else batch.JsonlSink
         sink = sink_cls(out, checkpoint.offset)
         try:
-            batch.run("claim", args.files, root=content.root, overlays=overlays, engine=args.engine, jobs=jobs,
-                      chunk=args.chunk, sink=sink, checkpoint=checkpoint, progress=sys.stderr.isatty())
+            counts = batch.run("claim", args.files, root=content.root, overlays=overlays, engine=args.engine,
+                               jobs=jobs, chunk=args.chunk, sink=sink, checkpoint=checkpoint,
+                               progress=sys.stderr.isatty())
         finally:
             sink.close()
-        summary = batch.summarize(batch.read_results(out))
+        summary = counts["summary"] or batch.summarize([])
         summary_path = Path(args.summary) if args.summary else out.with_name(out.stem + ".summary.json")
         summary_path.write_text(to_json(summary) + "\n")
         print(f"{summary['claims']} claims, {summary['findings']} findings "

@@ -89,8 +89,9 @@ def test_resume_after_interruption(tmp_path):
     full = tmp_path / "full.jsonl"
     cp = batch.Checkpoint(full, False, sig)
     sink = batch.JsonlSink(full)
-    batch.run("claim", [str(p)], root=ROOT, jobs=1, chunk=3, sink=sink, checkpoint=cp)
+    whole = batch.run("claim", [str(p)], root=ROOT, jobs=1, chunk=3, sink=sink, checkpoint=cp)
     sink.close()
+    assert whole["records"] == 16 and whole["summary"]["claims"] == 16
 
     out = tmp_path / "part.jsonl"
     cp = batch.Checkpoint(out, False, sig)
@@ -117,9 +118,11 @@ def test_resume_after_interruption(tmp_path):
     cp = batch.Checkpoint(out, True, sig)
     assert sorted(cp.done) == [0, 1]
     sink = batch.JsonlSink(out, cp.offset)
-    batch.run("claim", [str(p)], root=ROOT, jobs=1, chunk=3, sink=sink, checkpoint=cp)
+    resumed = batch.run("claim", [str(p)], root=ROOT, jobs=1, chunk=3, sink=sink, checkpoint=cp)
     sink.close()
     assert out.read_text() == full.read_text()
+    # the totals cover the chunks done before the interruption too
+    assert resumed == whole
     assert not out.with_name(out.name + ".progress").exists()
 
 
