@@ -147,6 +147,7 @@ class TermCodec:
         self._ill = {}
         self._stored = {}        # (lexical, datatype) -> stored ox literal
         self._origin = {}        # stored ox literal -> original rdflib literal
+        self._lit_back = {}      # ox literal -> rdflib literal, for literals not in _origin
         self.suspect = set()     # stored ox literals whose original differs or is ill-typed
         self._scratch = ox.Store()
         self._subj = ox.NamedNode("urn:x-fast:s")
@@ -261,12 +262,19 @@ class TermCodec:
             orig = self._origin.get(term)
             if orig is not None:
                 return orig
+            hit = self._lit_back.get(term)
+            if hit is not None:
+                return hit
             if term.language:
-                return Literal(term.value, lang=term.language)
-            dt = term.datatype.value
-            if dt == _XSD_STRING:
-                return Literal(term.value)
-            return Literal(term.value, datatype=URIRef(dt))
+                hit = Literal(term.value, lang=term.language)
+            elif term.datatype.value == _XSD_STRING:
+                hit = Literal(term.value)
+            else:
+                hit = Literal(term.value, datatype=URIRef(term.datatype.value))
+            if len(self._lit_back) > 100_000:
+                self._lit_back.clear()
+            self._lit_back[term] = hit
+            return hit
         raise Unsupported(f"unexpected term {term!r} in a result")
 
     def quad(self, triple):

@@ -245,11 +245,12 @@ def _graph_record(kind, path, n, obj, context, terms, base, index):
     rid = obj.get("id") if isinstance(obj, dict) else None
     try:
         rid, obj = prepare(obj, path, index if n is None else f"line {n}")
-        _check_keys(obj, terms, path, rid)
         node = URIRef(base + rid)
+        # the writer takes only known terms and valid literals: what it writes needs no _check_keys
         nt = writer_for(context).write(obj, base)
         if nt is not None:
             return Record(id=rid, file=path, line=n, node=node, source=obj, nt=nt)
+        _check_keys(obj, terms, path, rid)
         g = _json_to_graph(obj, context, base, path, rid)
         return Record(id=rid, file=path, line=n, graph=g, node=node, source=obj)
     except InputError as err:
@@ -260,7 +261,15 @@ def record_from_object(obj, kind: str, context_path: Path, file="<inline>", inde
     """One record from an already-parsed JSON object (test cases, the web page, the server)."""
     context = load_context(context_path)
     terms = context_terms(context)
-    return _graph_record(kind, Path(file), None, obj, context, terms, base_for(Path(file)), index)
+    where = _FILES.get(file)
+    if where is None:
+        if len(_FILES) > 1000:
+            _FILES.clear()
+        where = _FILES[file] = (Path(file), base_for(Path(file)))
+    return _graph_record(kind, where[0], None, obj, context, terms, where[1], index)
+
+
+_FILES = {}
 
 
 def read_records(path, kind: str, context_path: Path):
