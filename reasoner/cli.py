@@ -144,6 +144,9 @@ def _derive_batch(args):
     return EXIT_BAD_INPUT if errors else EXIT_OK
 
 
+DEFAULT_VALIDATE_CHUNK = 2000
+
+
 def _error_line(e):
     where = ", ".join(x for x in (
         f"{e['file']}" + (f":{e['line']}" if e.get("line") else "") if e.get("file") else None,
@@ -410,7 +413,8 @@ def build_parser():
     v.add_argument("--out", help="stream results to this .jsonl (one record per claim) or .csv (a row per finding) file")
     v.add_argument("--summary", help="with --out: where to write the summary JSON (default: <out>.summary.json)")
     v.add_argument("--jobs", "-j", type=int, help="worker processes (default: every core with --out, else 1)")
-    v.add_argument("--chunk", type=int, default=1000, help="claims per work unit (default 1000; the fast engine does best on large batches)")
+    v.add_argument("--chunk", type=int, default=DEFAULT_VALIDATE_CHUNK,
+                   help=f"claims per work unit (default {DEFAULT_VALIDATE_CHUNK}; the fast engine does best on large batches)")
     v.add_argument("--resume", action="store_true", help="with --out: skip the chunks an interrupted run finished")
     v.add_argument("--output", "-o")
     v.set_defaults(func=cmd_validate)

@@ -22,6 +22,10 @@ def _local(iri):
     return s.rsplit("/", 1)[-1].rsplit("#", 1)[-1]
 
 
+_MISSING = object()
+_LABELLERS = {}
+
+
 class Labeller:
     """Looks up notations, labels, rule titles and sources in the knowledge graph."""
 
@@ -29,18 +33,44 @@ class Labeller:
         self.g = kb_graph
         self._cache = {}
 
+    @classmethod
+    def of(cls, kb_graph):
+        """One labeller per knowledge graph, so its caches serve every encounter of a run."""
+        hit = _LABELLERS.get(id(kb_graph))
+        if hit is None or hit.g is not kb_graph:
+            if len(_LABELLERS) > 8:
+                _LABELLERS.clear()
+            hit = _LABELLERS[id(kb_graph)] = cls(kb_graph)
+        return hit
+
+    def _cached(self, kind, node, compute):
+        key = (kind, node)
+        hit = self._cache.get(key, _MISSING)
+        if hit is _MISSING:
+            hit = self._cache[key] = compute(node)
+        return hit
+
     def notation(self, node):
+        return self._cached("notation", node, self._notation)
+
+    def _notation(self, node):
         v = self.g.value(node, SKOS.notation)
         return str(v) if v is not None else _local(node)
 
     def label(self, node):
+        return self._cached("label", node, self._label)
+
+    def _label(self, node):
         v = self.g.value(node, SKOS.prefLabel) or self.g.value(node, RDFS.label)
         return str(v) if v is not None else None
 
     def is_addon(self, code):
-        return (code, RDF.type, CPTKG.AddOnCode) in self.g
+        return self._cached("addon", code, lambda c: (c, RDF.type, CPTKG.AddOnCode) in self.g)
 
     def sources(self, node):
+        return [dict(s) for s in self._cached("sources", node, self._sources)]
+
+    def _sources(self, node):
         out = []
         for s in sorted(self.g.objects(node, DCTERMS.source)):
             title = self.g.value(s, DCTERMS.title)
@@ -64,11 +94,13 @@ class Labeller:
 
 def summarize_encounter(kb, record, derived):
     """The derivation of one encounter as a plain record (the stable JSON schema)."""
-    lab = Labeller(kb.graph)
+    lab = Labeller.of(kb.graph)
     enc = record.node
     g = derived
-    rg = record.graph
-    dos = rg.value(enc, CPTKG.serviceDate)
+    if record.source is not None and "dateOfService" in record.source:
+        dos = record.source["dateOfService"]  # what the record was read from, as written
+    else:
+        dos = record.graph.value(enc, CPTKG.serviceDate)
     lines = sorted(set(g.subjects(CPTKG.encounter, enc)))
     reported, not_reported = [], []
     for line in lines:
