@@ -249,10 +249,8 @@ def _init_worker(root, overlays, kind, engine, encoding=None):
     if kind == "claim":
         _WORKER["validator"] = make_validator(kb, engine)
     else:
-        from .validate import EncounterChecker
-
         _WORKER["deriver"] = make_deriver(kb, engine)
-        _WORKER["checker"] = EncounterChecker(kb)
+        _WORKER["checker"] = make_checker(kb, engine)
 
 
 def make_deriver(kb, engine):
@@ -264,6 +262,18 @@ def make_deriver(kb, engine):
     from .rules import Deriver
 
     return Deriver(kb)
+
+
+def make_checker(kb, engine):
+    """Input checks of described encounters: fast, the shapes compiled to SPARQL on pyoxigraph
+    (reasoner/fastcheck.py, the reference where it refuses); reference: pySHACL."""
+    if engine == "fast":
+        from .fastcheck import FastEncounterChecker
+
+        return FastEncounterChecker(kb)
+    from .validate import EncounterChecker
+
+    return EncounterChecker(kb)
 
 
 def make_validator(kb, engine):
