@@ -48,13 +48,12 @@ def cmd_derive(args):
     from rdflib import Graph
 
     from .render import encounter_text, to_json
-    from .validate import EncounterChecker
     from .vocab import bind_all
-    from .batch import derive_records, make_deriver
+    from .batch import derive_records, make_checker, make_deriver
 
     kb = _kb(args)
     deriver = make_deriver(kb, getattr(args, "engine", "reference"))
-    checker = EncounterChecker(kb)
+    checker = make_checker(kb, getattr(args, "engine", "reference"))
     records = list(_records(args.files, "encounter", kb.content))
     if args.encounter:
         records = [r for r in records if r.id in set(args.encounter)]
