@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import random
-import re
 import sys
 import tempfile
 import time
@@ -38,31 +37,6 @@ def records_for(claims, kb, file="bench.json"):
         if rec.error is None:
             out.append(rec)
     return out
-
-
-def canonical(finding, concat, limit):
-    f = dict(finding)
-    if f["shape"] in concat:
-        f["message"] = sorted(re.split(r"[\s,]+", f["message"]))
-    if f["shape"] in limit:
-        f["message"] = None
-    return json.dumps(f, sort_keys=True)
-
-
-def unspecified(kb):
-    from reasoner.validate import shapes_graph
-    from reasoner.vocab import SH
-
-    sg = shapes_graph(kb.content, "coding")
-    concat, limit = set(), set()
-    for shape, c in sg.subject_objects(SH.sparql):
-        text = str(sg.value(c, SH.select)).upper()
-        name = str(shape).rsplit("/", 1)[-1]
-        if "GROUP_CONCAT" in text:
-            concat.add(name)
-        if re.search(r"\bLIMIT\b", text) and "ORDER BY" not in text:
-            limit.add(name)
-    return concat, limit
 
 
 def scaling(kb, sizes, seed, plain_max):
@@ -99,12 +73,14 @@ def write_claims(kb, n, seed, path, sample_idx, sample_path):
                 sh.write(text)
 
 
-def canonical_result(r, concat, limit):
+def canonical_result(r, unspecified):
+    from reasoner.validate import finding_key
+
     r = dict(r)
     r.pop("file", None)
     r.pop("line", None)
     # the two files have different names, so their IRIs differ in the file part only
-    r["findings"] = sorted(canonical(dict(f, file=None, focus=f["focus"].rsplit("/", 1)[-1]), concat, limit)
+    r["findings"] = sorted(finding_key(dict(f, file=None, focus=f["focus"].rsplit("/", 1)[-1]), unspecified)
                            for f in r.get("findings", []))
     return json.dumps(r, sort_keys=True)
 
@@ -149,18 +125,20 @@ def main():
                                           engine="reference", jobs=args.jobs, chunk=50)
     print(f"reference: {len(sample_idx):,} claims in {ref_s:.1f}s", flush=True)
 
-    concat, limit = unspecified(kb)
+    from reasoner.validate import shapes_graph, unspecified_shapes
+
+    unspecified = unspecified_shapes(shapes_graph(kb.content, "coding"))
     ref = {}
     with open(work / "reference.jsonl") as fh:
         for text in fh:
             r = json.loads(text)
-            ref[r["claim"]] = canonical_result(r, concat, limit)
+            ref[r["claim"]] = canonical_result(r, unspecified)
     same = 0
     with open(work / "fast.jsonl") as fh:
         for text in fh:
             r = json.loads(text)
             if r["claim"] in ref:
-                same += ref[r["claim"]] == canonical_result(r, concat, limit)
+                same += ref[r["claim"]] == canonical_result(r, unspecified)
     fast_rate, ref_rate = args.n / fast_s, len(ref) / ref_s
     s = fast_tot["summary"]
     print(f"""

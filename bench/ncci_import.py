@@ -18,14 +18,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PREAMBLE = [
-    "CPT only copyright 2025 American Medical Association.  All rights reserved.\t\t\t\t\t\t",
-    "Column1/Column2 Edits\t\t\t\t\t\t",
-    "Column 1\tColumn 2\t*=in existence\tEffective\tDeletion\tModifier\tPTP Edit Rationale",
-    "\t\tprior to 1996\tDate\tDate\t0=not allowed\t",
-    "\t\t\t\t*=no data\t1=allowed\t",
-    "\t\t\t\t\t9=not applicable\t",
-]
+sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "ncci"))
+from make_fixtures import PTP_PREAMBLE as PREAMBLE  # noqa: E402  (the published layout, written once)
+
 RATIONALES = ("CPT Manual or CMS manual coding instruction", "Mutually exclusive procedures",
               "Misuse of Column Two code with Column One code", "Standards of medical/surgical practice",
               "HCPCS/CPT procedure code definition")

@@ -1327,7 +1327,7 @@ class LazyReport:
 # claims
 
 
-from .validate import _local, _owning_shape  # noqa: E402  (one definition, shared with the reference)
+from .validate import SourceLookup, _local, _owning_shape  # noqa: E402  (one definition, shared with the reference)
 
 
 def _triples(graph):
@@ -1339,7 +1339,7 @@ def _triples(graph):
     return [(s, p, o) for s, po in spo.items() for p, os in po.items() for o in os]
 
 
-class FastValidator:
+class FastValidator(SourceLookup):
     """Same interface and findings as reasoner.validate.ClaimValidator, on pyoxigraph."""
 
     def __init__(self, kb, group="coding"):
@@ -1351,18 +1351,10 @@ class FastValidator:
         self.kb_triples = set(kb.graph)
         self.engine.load_base(kb.graph)
         _refuse_nested_suspects(self.engine)
-        self.source_info = {}
         self._owner = {}
         self._ref = None
         # claims validated here and handed to the reference (see split), with the time spent
         self.stats = {"fast_claims": 0, "fast_seconds": 0.0, "reference_claims": 0, "reference_seconds": 0.0}
-
-    def _source(self, iri):
-        if iri not in self.source_info:
-            s = URIRef(iri)
-            title = self.kb.graph.value(s, DCTERMS.title)
-            self.source_info[iri] = {"id": _local(iri), "title": str(title) if title else None}
-        return self.source_info[iri]
 
     def _shape_info(self, shape):
         hit = self._owner.get(shape)

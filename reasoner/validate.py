@@ -74,18 +74,52 @@ def run_shacl(data_graph, sg):
     return report, results
 
 
-class ClaimValidator:
+class SourceLookup:
+    """The id and title of a source named by a shape, looked up once (shared by both engines)."""
+
+    def _source(self, iri):
+        info = self.__dict__.setdefault("source_info", {})
+        if iri not in info:
+            title = self.kb.graph.value(URIRef(iri), DCTERMS.title)
+            info[iri] = {"id": _local(iri), "title": str(title) if title else None}
+        return info[iri]
+
+
+def unspecified_shapes(sg):
+    """Shapes whose message SPARQL leaves partly unspecified, as (GROUP_CONCAT shapes: the order
+    of the items; LIMIT-without-ORDER-BY shapes: which row of a focus node is reported). Two
+    correct engines may differ there; comparisons of findings allow for it (finding_key)."""
+    import re
+
+    concat, limit = set(), set()
+    for shape, c in sg.subject_objects(SH.sparql):
+        text = str(sg.value(c, SH.select)).upper()
+        name = _local(shape)
+        if "GROUP_CONCAT" in text:
+            concat.add(name)
+        if re.search(r"\bLIMIT\b", text) and "ORDER BY" not in text:
+            limit.add(name)
+    return frozenset(concat), frozenset(limit)
+
+
+def finding_key(finding, unspecified):
+    """A finding as a comparable string, allowing for what SPARQL leaves unspecified."""
+    import json
+    import re
+
+    concat, limit = unspecified
+    f = dict(finding)
+    if f["shape"] in concat:
+        f["message"] = sorted(re.split(r"[\s,]+", f["message"]))
+    if f["shape"] in limit:
+        f["message"] = None
+    return json.dumps(f, sort_keys=True)
+
+
+class ClaimValidator(SourceLookup):
     def __init__(self, kb):
         self.kb = kb
         self.sg = shapes_graph(kb.content, "coding")
-        self.source_info = {}
-
-    def _source(self, iri):
-        if iri not in self.source_info:
-            s = URIRef(iri)
-            title = self.kb.graph.value(s, DCTERMS.title)
-            self.source_info[iri] = {"id": _local(iri), "title": str(title) if title else None}
-        return self.source_info[iri]
 
     def validate(self, records):
         """Validate claim records (each with .graph and .node); return findings, report graph."""
