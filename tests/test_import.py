@@ -340,8 +340,8 @@ def imported_kb(tmp_path_factory):
     return KnowledgeBase(discover(root))
 
 
-def claim(cid, dos, *lines):
-    return {"id": cid, "dateOfService": dos, "placeOfService": "11", "claimType": "professional",
+def claim(cid, dos, *lines, claim_type="professional", pos="11"):
+    return {"id": cid, "dateOfService": dos, "placeOfService": pos, "claimType": claim_type,
             "lines": [{"code": c, "units": u, "modifiers": list(m)} for c, u, *m in lines]}
 
 
@@ -366,6 +366,10 @@ def test_validate_uses_an_imported_ptp_edit_in_force(imported_kb):
     (i,) = by("xu-2023")
     assert (i["shape"], i["severity"]) == ("BundledPairBypassed", "info") and "XU" in i["message"]
     assert by("after-deletion-2024") == []  # deleted 2023-12-31; the 2024 row has indicator 9
+    # the pair is in the practitioner table only: a facility (hospital) claim is not held to it
+    hospital = findings_for(imported_kb, claim("facility-2023", "2023-06-01", ("20552", 1), ("77002", 1), ("76942", 1),
+                                               claim_type="facility", pos="22"))
+    assert not [f for f in hospital if f["shape"].startswith("BundledPair")]
 
 
 def test_validate_uses_an_imported_mue_in_its_quarter(imported_kb):
@@ -376,8 +380,8 @@ def test_validate_uses_an_imported_mue_in_its_quarter(imported_kb):
     assert "NCCI MUE practitioner 2026Q4" in limits[0]["message"]
 
 
-def derive(kb, dos):
-    enc = {"id": f"tp-{dos}", "dateOfService": dos, "placeOfService": "11", "claimType": "professional",
+def derive(kb, dos, claim_type="professional", pos="11"):
+    enc = {"id": f"tp-{dos}", "dateOfService": dos, "placeOfService": pos, "claimType": claim_type,
            "patientAge": 55, "procedures": [{"id": "p1", "kind": "trigger-point-injection", "muscles": 3}],
            "imaging": [{"id": "i1", "modality": "ultrasound", "purpose": "guidance", "guides": "p1",
                         "documented": ["permanent-image", "report"]},
@@ -397,6 +401,11 @@ def test_derive_suppresses_column2_while_the_imported_edit_is_in_force(imported_
     assert any("bundled with 77002" in r["reason"] and "NCCI PTP" in r["reason"] for r in gone["reasons"])
     after = derive(imported_kb, "2024-06-03")  # the edit ended 2023-12-31; its 2024 twin is indicator 9
     assert {c["code"] for c in after["codes"]} == {"20553", "76942", "77002"}
+    # a practitioner-table edit: the facility coding of the same encounter keeps both codes
+    facility = derive(imported_kb, "2023-06-01", claim_type="facility", pos="22")
+    assert not [n for n in facility["notReported"] if n["code"] == "76942" and
+                any("NCCI PTP" in r["reason"] for r in n["reasons"])]
+    assert "76942" in {c["code"] for c in facility["codes"]}
 
 
 # --------------------------------------------------------------------------------------------
