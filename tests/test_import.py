@@ -372,6 +372,26 @@ def test_validate_uses_an_imported_ptp_edit_in_force(imported_kb):
     assert not [f for f in hospital if f["shape"].startswith("BundledPair")]
 
 
+def test_a_pair_stated_by_two_edits_gives_one_finding(tmp_path):
+    """A hand-written edit (77002 not with 77001) and an imported PTP row for the same pair: one
+    finding on the column 2 line, naming both reasons and both layers."""
+    import sys
+
+    sys.path.insert(0, str(FIX))
+    from make_fixtures import PTP_PREAMBLE
+
+    root = content_copy(tmp_path / "content")
+    ptp = tmp_path / "ccipra-v323r0-f1.TXT"
+    row = "77001\t77002\t\t20200101\t*\t0\tMutually exclusive procedures"
+    ptp.write_text("\r\n".join(PTP_PREAMBLE + [row]) + "\r\n", encoding="latin-1")
+    assert do_import(root, ptp).ok
+    kb = KnowledgeBase(discover(root))
+    found = findings_for(kb, claim("twice", "2024-06-03", ("36558", 1), ("77001", 1), ("77002", 1)))
+    pairs = [f for f in found if f["shape"] == "BundledPair" and f["code"] == "77002" and "77001" in f["message"]]
+    assert len(pairs) == 1, pairs
+    assert "NCCI PTP practitioner 2026Q4" in pairs[0]["message"] and "77002 is not reported with 77001" in pairs[0]["message"]
+
+
 def test_validate_uses_an_imported_mue_in_its_quarter(imported_kb):
     found = findings_for(imported_kb, claim("in-quarter", "2026-11-02", ("76000", 2)),
                          claim("before", "2026-09-30", ("76000", 2)))
