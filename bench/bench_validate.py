@@ -79,6 +79,8 @@ def canonical_result(r, unspecified):
     r = dict(r)
     r.pop("file", None)
     r.pop("line", None)
+    if "error" in r:  # where in which file: the sample is a file of its own
+        r["error"] = {k: v for k, v in r["error"].items() if k not in ("file", "line")}
     # the two files have different names, so their IRIs differ in the file part only
     r["findings"] = sorted(finding_key(dict(f, file=None, focus=f["focus"].rsplit("/", 1)[-1]), unspecified)
                            for f in r.get("findings", []))
