@@ -1,17 +1,59 @@
 """The derivation rules on pyoxigraph: the same SPARQL, a batch of encounters at a time.
 
 The reference is reasoner.rules.Deriver (rdflib, one encounter at a time). This engine loads the
-knowledge graph once into an Oxigraph store and runs the very same rule texts, stage by stage to
-a fixpoint, over a whole batch of encounters: the rules join through the encounter and its acts,
-so encounters do not see each other and a batch gives what one-by-one gives. The differential
-test (tests/test_fast_derive.py) holds it to the reference on every derive case.
+knowledge graph into an Oxigraph store and runs the same rules, stage by stage to a fixpoint,
+over a whole batch of encounters: the rules join through the encounter and its acts, so
+encounters do not see each other and a batch gives what one-by-one gives. The differential tests
+(tests/test_fast_derive.py) hold it to the reference on every derive case, case by case and with
+every case's encounter in one batch.
+
+What differs from the reference, each step exact:
+  * The rule texts are rewritten (reasoner/fastsparql.py, `rewrite_construct`: rewrites 2b, 3, 4
+    and 5, each with its equivalence argument there): oxigraph plans the inside of a correlated
+    FILTER [NOT] EXISTS without the outer bindings, so it scanned the whole batch once per row and
+    the time per encounter grew with the batch; the rewritten WHERE has the same solutions and
+    is planned once. Rewrite 5 and the choice of what a rewritten EXISTS re-states use the
+    predicates and classes only the knowledge graph holds (`_knowledge_only`: neither a term of
+    the JSON-LD context nor in a rule's template); they change the plan, not the solutions. The
+    template is kept verbatim; a text the conditions do not cover runs as written.
+    `rewrite=False` runs the original texts (for comparison).
+  * A rule is run again within the fixpoint only when a triple it can match, in a place where
+    more triples can add solutions, was added since it last ran (fastsparql.pattern_dependencies:
+    the predicates and rdf:type classes its pattern names, with their sign): otherwise its
+    solutions are those it gave then, or fewer (the new triples only feed a NOT EXISTS), and all
+    it constructs from them is already added. So the first rule (reading only the encounter and
+    the knowledge graph) runs once; a stage whose rules only suppress lines (NOT EXISTS
+    { ?s cptkg:suppresses ?line }) is not run a second time; and the screens are not run again
+    after a stage that only suppressed lines or added modifiers.
+  * The knowledge graph is the store's default graph, the batch a named graph (less what the
+    knowledge graph already holds) and derived triples another (less what the store already
+    holds, as the reference adds only triples not in its graph); the rules read the union of
+    all graphs, which is then a set, as rdflib's graph is. Records written as N-Triples by
+    reasoner/fastinput.py are loaded as they are, without an rdflib graph.
+  * A fresh store every RENEW quads loaded: oxigraph's in-memory store keeps every IRI and
+    literal it has seen in its dictionary after the quads are removed, so memory would grow
+    along a stream of batches.
+
+Measured (the derive cases replicated as bench/bench_derive.py does, CPU time per encounter of
+the rule queries, one process on a shared 2-core machine): before 10.0 / 16.1 / 37.0 / 88.1 ms at
+batches of 50 / 500 / 2,000 / 5,000 encounters (quadratic: choose-combination-code,
+include-guidance-in-primary, select-code-by-criteria, the screens); after 0.9 / 0.65 / 0.6 / 0.66
+ms, about flat from 500 on (at 50 each rule's per-query costs weigh: parsing and planning,
+the knowledge-graph side of the joins). derive_many all included: 12.9 / 19.3 / 39.9 / 90.8 ms
+before, 1.9 / 1.7 / 1.6 / 1.8 ms after; beyond the queries, building the rdflib graphs of the
+result (_split) is the largest part.
 """
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import pyoxigraph as ox
 from rdflib import BNode, Graph, Literal, URIRef
 from rdflib.namespace import RDF
+from rdflib.plugins.stores.memory import SimpleMemory
 
+from . import fastsparql as fs
 from .errors import ContentError
 from .rules import MAX_PASSES, PRODUCT_TYPES, Deriver
 from .vocab import CPTKG, RULE, bind_all
@@ -21,7 +63,11 @@ DERIVED = ox.NamedNode("urn:cptkg:graph:derived")
 _RDF_TYPE = ox.NamedNode(str(RDF.type))
 _DERIVED_BY = ox.NamedNode(str(CPTKG.derivedBy))
 _PRODUCTS = {ox.NamedNode(str(t)) for t in PRODUCT_TYPES}
-_LINKS = [ox.NamedNode(str(p)) for p in (CPTKG.encounter,)]
+_DEFAULT = ox.DefaultGraph()
+_XSD_STRING = ox.NamedNode("http://www.w3.org/2001/XMLSchema#string")
+_DEDUP_BATCH = (f"DELETE {{ GRAPH <{BATCH.value}> {{ ?s ?p ?o }} }} "
+                f"WHERE {{ GRAPH <{BATCH.value}> {{ ?s ?p ?o }} ?s ?p ?o }}")
+RENEW = 1_000_000  # quads loaded into one store before a fresh one is made
 
 
 def to_rdflib(term):
@@ -32,34 +78,134 @@ def to_rdflib(term):
     if isinstance(term, ox.Literal):
         if term.language:
             return Literal(term.value, lang=term.language)
+        if term.datatype == _XSD_STRING:  # RDF 1.1 simple literal: rdflib writes it untyped
+            return Literal(term.value)
         return Literal(term.value, datatype=URIRef(term.datatype.value))
     raise TypeError(term)
 
 
+class Derivation(Graph):
+    """The graph of one encounter's derivation. Its namespace bindings (vocab.bind_all, as the
+    reference's graph has them) are made when first asked for: binding the prefixes of a new
+    rdflib graph costs more than deriving the encounter, and most derivations are only read. Its
+    store is rdflib's SimpleMemory (triples, no named graphs: all a derivation holds), which adds
+    triples in half the time of the default store."""
+
+    def __init__(self):
+        super().__init__(store=SimpleMemory())
+
+    @property
+    def namespace_manager(self):
+        nm = self._Graph__namespace_manager
+        if nm is None:
+            nm = Graph.namespace_manager.fget(self)
+            bind_all(self)
+        return nm
+
+    @namespace_manager.setter
+    def namespace_manager(self, nm):
+        Graph.namespace_manager.fset(self, nm)
+
+
 def load_graph(store, graph, to_graph=None):
+    """Add an rdflib graph to the store, keeping its blank node ids (Store.load would rename them,
+    and a derived triple naming a blank node of the knowledge graph, such as a criteria set, would
+    then name a node the reference's graph does not have)."""
     data = graph.serialize(format="nt", encoding="utf-8")
-    if to_graph is None:
-        store.load(data, format=ox.RdfFormat.N_TRIPLES)
-    else:
-        store.load(data, format=ox.RdfFormat.N_TRIPLES, to_graph=to_graph)
+    quads = ox.parse(data, format=ox.RdfFormat.N_TRIPLES, rename_blank_nodes=False)
+    if to_graph is not None:
+        quads = (ox.Quad(q.subject, q.predicate, q.object, to_graph) for q in quads)
+    store.extend(quads)
+
+
+def _keys(triple):
+    """What a derived triple can change: its predicate, and for rdf:type its class."""
+    p = triple.predicate.value
+    if triple.predicate == _RDF_TYPE:
+        return (p, ("type", triple.object.value)) if isinstance(triple.object, ox.NamedNode) else (p,)
+    return (p,)
+
+
+def _knowledge_only(kb, prepared):
+    """For fastsparql's rewrites: a function telling whether a key of pattern_reads (a predicate,
+    or ("type", class)) names triples only the knowledge graph can hold, neither an encounter
+    (the terms of the JSON-LD context) nor a rule (the predicates and classes of the CONSTRUCT
+    templates). Only the plan depends on it. None when the context cannot be read."""
+    try:
+        ctx = json.loads(Path(kb.content.context).read_text(encoding="utf-8"))["@context"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    prefixes = {k: v for k, v in ctx.items() if isinstance(v, str) and v.endswith(("#", "/"))}
+    given = {str(RDF.type)}
+    for value in ctx.values():
+        iri = value.get("@id") if isinstance(value, dict) else value
+        if not isinstance(iri, str) or iri.startswith("@"):
+            continue
+        prefix, _, local = iri.partition(":")
+        iri = prefixes[prefix] + local if prefix in prefixes else iri
+        given.update((iri, ("type", iri)))
+    made = {str(CPTKG.derivedBy), ("type", str(CPTKG.CodeLine))}
+    for q in prepared:
+        for s_, p, o in q.algebra.get("template") or ():
+            if not isinstance(p, URIRef):
+                return None
+            made.add(str(p))
+            if p == RDF.type:
+                if not isinstance(o, URIRef):
+                    return None
+                made.add(("type", str(o)))
+    return lambda key: key not in given and key not in made
 
 
 class FastDeriver:
-    def __init__(self, kb):
+    def __init__(self, kb, rewrite=True):
         self.kb = kb
-        reference = Deriver(kb)  # parses and orders the same rules; texts are reused as they are
-        self.stages = [[(r.id, r.text) for r, _ in rules] for _, rules in reference.stages]
-        self.screens = [(r.id, r.text) for r, _ in reference.screens]
-        self.store = ox.Store()
-        load_graph(self.store, kb.graph)
-        self.view = [ox.DefaultGraph(), BATCH, DERIVED]
+        reference = Deriver(kb)  # parses and orders the same rules
+        bounded = _knowledge_only(kb, [p for _, rules in reference.stages for _, p in rules]
+                                  + [p for _, p in reference.screens])
 
-    def _run(self, rules, seen):
+        def text(t):
+            return fs.rewrite_construct(t, bounded=bounded) if rewrite else t
+
+        self.originals = {r.id: r.text for _, rules in reference.stages for r, _ in rules}
+        self.originals.update({r.id: r.text for r, _ in reference.screens})
+        self.stages = [[(r.id, text(r.text)) for r, _ in rules] for _, rules in reference.stages]
+        self.screens = [(r.id, text(r.text)) for r, _ in reference.screens]
+        self.reads = {}  # rule -> the keys whose new triples may give it new solutions (None: any)
+        for rid, t in self.originals.items():
+            deps = fs.pattern_dependencies(t)
+            self.reads[rid] = None if deps is None else {k for k, sign in deps.items() if sign != "-"}
+        base = ox.Store()
+        load_graph(base, kb.graph)
+        self._base = list(base)
+        self._renew()
+
+    def _renew(self):
+        self.store = ox.Store()
+        self.store.extend(self._base)
+        self._loaded = len(self._base)
+
+    def _stale(self, rule_id, state):
+        """Must the rule run (again)? Not when no triple it can match was added since it last ran."""
+        last = state["ran"].get(rule_id)
+        if last is None:
+            return True
+        reads = self.reads.get(rule_id)
+        changed = state["changed"]
+        if reads is None:
+            return state["tick"] > last
+        return any(changed.get(k, -1) > last for k in reads)
+
+    def _run(self, rules, state):
+        seen, derived = state["seen"], state["derived"]
         for _ in range(MAX_PASSES):
             grew = False
             for rule_id, text in rules:
+                if not self._stale(rule_id, state):
+                    continue
+                state["ran"][rule_id] = state["tick"]
                 try:
-                    triples = list(self.store.query(text, default_graph=self.view))
+                    triples = list(self.store.query(text, use_default_graph_as_union=True))
                 except (SyntaxError, OSError, ValueError) as exc:
                     raise ContentError(f"rule failed on the fast engine: {exc}") from exc
                 new = []
@@ -67,36 +213,60 @@ class FastDeriver:
                     key = (t.subject, t.predicate, t.object)
                     if key not in seen:
                         seen.add(key)
-                        new.append(t)
+                        if (ox.Quad(t.subject, t.predicate, t.object, _DEFAULT) not in self.store
+                                and ox.Quad(t.subject, t.predicate, t.object, BATCH) not in self.store):
+                            new.append(t)
                 if not new:
                     continue
                 grew = True
-                quads = [ox.Quad(t.subject, t.predicate, t.object, DERIVED) for t in new]
                 rule_iri = ox.NamedNode(str(RULE[rule_id]))
-                for t in new:
+                for t in triples:  # as the reference: every product node the rule constructs
                     if t.predicate == _RDF_TYPE and t.object in _PRODUCTS:
                         key = (t.subject, _DERIVED_BY, rule_iri)
                         if key not in seen:
                             seen.add(key)
-                            quads.append(ox.Quad(t.subject, _DERIVED_BY, rule_iri, DERIVED))
-                self.store.extend(quads)
+                            new.append(ox.Triple(*key))
+                state["tick"] += 1
+                for t in new:
+                    derived.append((t.subject, t.predicate, t.object))
+                    for k in _keys(t):
+                        state["changed"][k] = state["tick"]
+                self.store.extend([ox.Quad(t.subject, t.predicate, t.object, DERIVED) for t in new])
             if not grew:
                 return
         raise ContentError(f"rules do not settle after {MAX_PASSES} passes: {', '.join(r for r, _ in rules)}")
 
+    def _load(self, records):
+        nt, graphs = [], []
+        for rec in records:
+            lines = getattr(rec, "nt", None)
+            if lines is not None and getattr(rec, "_graph", None) is None:
+                nt.extend(lines)
+            else:
+                graphs.append(rec.graph)
+        if nt:
+            self.store.load("\n".join(nt), format=ox.RdfFormat.N_TRIPLES, to_graph=BATCH)
+        if graphs:
+            merged = Graph()
+            for g in graphs:
+                merged += g
+            load_graph(self.store, merged, BATCH)
+        self.store.update(_DEDUP_BATCH)  # what the knowledge graph holds is not the batch's
+        self._loaded += len(nt) + sum(len(g) for g in graphs)
+
     def derive_many(self, records):
         """Derive a batch; return {record.node: rdflib Graph of its derivation}, as Deriver.derive gives."""
-        batch = Graph()
-        for rec in records:
-            batch += rec.graph
-        load_graph(self.store, batch, BATCH)
-        seen = set()
+        if self._loaded > RENEW:
+            self._renew()
+        self._load(records)
+        state = {"seen": set(), "derived": [], "ran": {}, "changed": {}, "tick": 0}
         try:
             for rules in self.stages:
-                self._run(rules, seen)
+                self._run(rules, state)
                 if self.screens:
-                    self._run(self.screens, seen)
-            return self._split(records, seen)
+                    self._run(self.screens, state)
+            self._loaded += len(state["derived"])
+            return self._split(records, state["derived"])
         finally:
             self.store.clear_graph(BATCH)
             self.store.clear_graph(DERIVED)
@@ -105,7 +275,7 @@ class FastDeriver:
         class _R:
             graph = record_graph
             node = None
-        return next(iter(self.derive_many([_R]).values()), bind_all(Graph()))
+        return next(iter(self.derive_many([_R]).values()), Derivation())
 
     def _split(self, records, triples):
         """Group derived triples by encounter: lines link to it; suppressions and modifier
@@ -125,7 +295,14 @@ class FastDeriver:
                 owner[s] = line_enc[o]
         graphs = {}
         for rec in records:
-            graphs[rec.node] = bind_all(Graph())
+            graphs[rec.node] = Derivation()
+        terms = {}
+
+        def term(t):
+            r = terms.get(t)
+            if r is None:
+                r = terms[t] = to_rdflib(t)
+            return r
         node_of = {ox.NamedNode(str(rec.node)): rec.node for rec in records if rec.node is not None}
         for subject, enc in owner.items():
             target = graphs.get(node_of.get(enc))
@@ -134,6 +311,7 @@ class FastDeriver:
                     target = next(iter(graphs.values()))
                 else:
                     continue
+            add = target.store.add  # what Graph.add does, less its checks of terms made here
             for s, p, o in by_subject.get(subject, []):
-                target.add((to_rdflib(s), to_rdflib(p), to_rdflib(o)))
+                add((term(s), term(p), term(o)), target)
         return graphs

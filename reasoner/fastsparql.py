@@ -1,8 +1,9 @@
-"""A small structural SPARQL reader and the rewrites the fast validator applies to queries.
+"""A small structural SPARQL reader and the query rewrites of the fast validator and deriver.
 
-It reads SELECT queries into a tree of group graph patterns (triples blocks, FILTER, OPTIONAL,
-UNION, MINUS, BIND, VALUES, GRAPH, sub-SELECT) whose leaves keep the original tokens, so a query
-comes back out as the same text apart from what a rewrite changed. Three rewrites, each applied
+It reads SELECT queries (and the WHERE group of CONSTRUCT queries) into a tree of group graph
+patterns (triples blocks, FILTER, OPTIONAL, UNION, MINUS, BIND, VALUES, GRAPH, sub-SELECT) whose
+leaves keep the original tokens, so a query comes back out as the same text apart from what a
+rewrite changed. The rewrites, each applied
 only where the conditions below prove it keeps the solutions (as a bag) unchanged:
 
 1. Batching a SHACL-SPARQL constraint. pySHACL runs the query once per focus node with `$this`
@@ -31,6 +32,67 @@ only where the conditions below prove it keeps the solutions (as a bag) unchange
    LeftJoin(Join(A, C), B) when every variable B (with its filter) shares with C is certainly
    bound by A. oxigraph otherwise evaluates C first when C is small (a cross product of the
    knowledge graph) and runs the OPTIONAL once per row of it.
+
+The derivation rules (CONSTRUCT queries, reasoner/fastderive.py) use `rewrite_construct`: the WHERE
+group is rewritten by 2b, 3, 4 and 5 below and spliced back, the prologue, template and modifiers
+kept verbatim; where no condition holds the text is returned as it is.
+
+2b. Rewrite 2 with a chosen G' and stricter conditions on P (`rewrite_where`). G is the group, P
+   the EXISTS pattern, S = vars(P) & scope(G) the shared variables. G' is any set of generators of
+   G: triple patterns of its triples blocks, copyable sub-SELECTs (projected on their certainly
+   bound variables), UNIONs of triples-only branches that all mention the same variables. M is
+   the merged group { G' P } (P's elements appended to G'). Conditions: S is not empty and
+   certainly bound by G's join elements (so it is in dom(mu) for every solution mu G's filters
+   see); S is certainly bound in M; P is `substitution_safe` for S (each occurrence of a variable
+   of S is in a triple pattern, in a FILTER of a group certainly binding it (for an OPTIONAL's own
+   filters: or its left side), in a BIND after an element binding it, in an OPTIONAL whose left
+   side certainly binds it, or in a nested group / UNION branch safe in turn; never in MINUS,
+   VALUES, a sub-SELECT or SERVICE); no blank node labels, no path that can have zero length.
+   (a) Substitution lemma: then the solutions of M with S replaced by constants c are, less S,
+   the solutions of M that bind S to c: every occurrence either is matched by value or reads a
+   variable bound to the same value in both. (b) EXISTS { P } is true for mu iff some solution of
+   M agrees with mu on S: a solution nu of P[mu] joins mu|G' (a solution of G', which is part of
+   G's join; compatible with nu, whose other variables are P's own); conversely a solution of M
+   agreeing with mu on S holds a solution of P[mu|S] = P[mu] by (a). (c) NOT EXISTS { P } becomes
+   MINUS { M }: a solution of M is compatible with mu and shares a variable with it iff it agrees
+   with mu on S and vars(G') (all in dom(mu), and the only variables of M in dom(mu)); one exists
+   iff one agrees on S alone (by (b) and mu|G'). EXISTS { P } becomes a join with
+   { SELECT DISTINCT S WHERE { M } }: at most one row, mu|S, joins each mu, so multiplicities are
+   kept. Both are placed at the end of G, as in rewrite 2. Any G' satisfying the conditions is
+   exact; `_cover` picks a small connected one (none when a single shared variable is bound by P
+   itself), plus the knowledge-graph patterns on its variables that only batch patterns bind
+   (`?code cptkg:criteria ?crit` beside `?crit cptkg:kind ?kind`, which every act of that kind
+   matches too), and by default an EXISTS of one triple pattern is left as written (oxigraph
+   runs it as one index lookup per row, cheaper than the join).
+
+4. An EXISTS inside a larger filter expression, as in FILTER (NOT EXISTS { ?crit p ?x } ||
+   EXISTS { ?crit p ?r . ?act p ?r }): each [NOT] EXISTS { P } meeting 2b's conditions becomes
+   BOUND(?f) (NOT EXISTS: (!BOUND(?f))) with a fresh variable ?f, and
+   OPTIONAL { SELECT DISTINCT S (true AS ?f) WHERE { M } } is appended to the group after all its
+   other elements (its filters still apply to the whole group). Equivalence: let X be the group
+   without its filters and R the sub-SELECT. Every row of R binds all of S (certain in M) and ?f,
+   and R has at most one row per value of S (DISTINCT, ?f constant); every solution mu of X binds
+   S. So LeftJoin(X, R) extends each mu by exactly one row, mu|S with ?f = true, when R has it, and
+   keeps mu alone with ?f unbound otherwise: multiplicities are unchanged, and BOUND(?f) has the
+   value of EXISTS { P } for mu by 2b (b). Neither BOUND nor EXISTS raises an error, so the filter
+   has the same value for every mu. ?f occurs nowhere else, so nothing else reads it. Applied
+   only where the extra variable cannot be seen: the WHERE of a CONSTRUCT (the template cannot
+   name it) and the groups 2b builds (inside SELECT DISTINCT S, which does not project it, or
+   MINUS, which compares only variables its left side binds).
+
+5. Join order within a group (`_kb_first`, only when the caller says which predicates only the
+   knowledge graph holds): in a run of consecutive join elements (triples, UNION, nested groups,
+   sub-SELECTs), when two triple patterns join two subjects through a shared value
+   (`?act cptkg:kind ?kind . ?crit cptkg:kind ?kind`) and a knowledge-graph pattern binds one of
+   them (`?code cptkg:criteria ?crit`), that pattern is written first. Join is commutative and
+   associative: the solutions are the same. oxigraph's planner has no statistics (it estimates a
+   pattern by which of its terms are bound) and starts from the first of its equal candidates;
+   from the act it would look up every node of the batch with the same kind (quadratic), from
+   the criterion only the acts of its kind.
+
+`pattern_reads` / `pattern_dependencies` give what a rule's pattern can match (its predicates and
+rdf:type classes, with the sign of each: can more such triples add solutions, or only remove
+them), so the fast deriver can skip a rule when nothing that can add to it changed since it ran.
 """
 from __future__ import annotations
 
@@ -1023,3 +1085,826 @@ def split_limit(modifiers):
             del out[i:i + 2]
             return out, n
     return out, None
+
+
+# ---------------------------------------------------------------------------------------------
+# CONSTRUCT rules: rewrites 2b and 4 (see the module docstring)
+
+
+def _token_spans(text):
+    """(token, start, end) for every token of text."""
+    out = []
+    pos = 0
+    n = len(text)
+    while pos < n:
+        m = _TOKEN_RE.match(text, pos)
+        if not m:
+            raise SparqlSyntaxError(f"cannot read the query at {text[pos:pos + 30]!r}")
+        kind = m.lastgroup
+        if kind != "ws":
+            out.append((Tok(m.group(kind), kind), m.start(), m.end()))
+        pos = m.end()
+    return out
+
+
+def construct_where_span(text):
+    """(start, end) of the WHERE group of a CONSTRUCT query in text (the braces included), or
+    None when the text is not a CONSTRUCT with a template (the short form CONSTRUCT WHERE, whose
+    pattern is its template, and a dataset clause are not handled)."""
+    spans = _token_spans(text)
+    i = 0
+    while i < len(spans) and kw(spans[i][0], "PREFIX", "BASE"):
+        i += 3 if kw(spans[i][0], "PREFIX") else 2
+    if i >= len(spans) or not kw(spans[i][0], "CONSTRUCT"):
+        return None
+    i += 1
+
+    def close(j):
+        """Index of the token closing the brace opened at j."""
+        depth = 0
+        for k in range(j, len(spans)):
+            t = spans[k][0]
+            if t.kind == "punct" and t == "{":
+                depth += 1
+            elif t.kind == "punct" and t == "}":
+                depth -= 1
+                if depth == 0:
+                    return k
+        raise SparqlSyntaxError("unbalanced braces")
+
+    if i >= len(spans) or spans[i][0] != "{":
+        return None
+    i = close(i) + 1
+    if i < len(spans) and kw(spans[i][0], "WHERE"):
+        i += 1
+    if i >= len(spans) or spans[i][0] != "{":
+        return None
+    j = close(i)
+    return spans[i][1], spans[j][2]
+
+
+def rewrite_construct(text, cover=True, lookups=False, bounded=None):
+    """The CONSTRUCT query text with its WHERE pattern rewritten by rewrites 2b, 3, 4 and 5 (module
+    docstring); the prologue, the template and the solution modifiers are kept verbatim. The
+    text comes back unchanged when it cannot be read or when no rewrite applies.
+
+    `cover`: re-state a small connected part of the enclosing group inside a rewritten EXISTS
+    (False: all of its join elements, as rewrite 2 does). `lookups`: rewrite an EXISTS of a single
+    triple pattern too; by default it stays as written, since oxigraph evaluates it as one index
+    lookup per row, which is cheaper than a join with its rewritten form. `bounded`: a function
+    telling, for a key of pattern_reads, whether only the knowledge graph holds such triples
+    (rewrite 5 and the choice of G'); None: unknown."""
+    try:
+        span = construct_where_span(text)
+        if span is None:
+            return text
+        a, b = span
+        group = parse_group(text[a:b])
+        tokens = tokenize(text)
+        used = {var_name(t) for t in tokens if is_var(t)}
+    except SparqlSyntaxError:
+        return text
+    new = rewrite_where(group, _Rewriter(used, cover=cover, lookups=lookups, bounded=bounded,
+                                         prefixes=_prologue_prefixes(tokens)))
+    if new.render() == group.render():
+        return text
+    return text[:a] + new.render() + text[b:]
+
+
+def rewrite_select(text, cover=True, lookups=False, bounded=None):
+    """A SELECT query with its WHERE group rewritten by 2b, 3, 4 and 5 (4 only when the projection
+    is explicit, so that the flag variables are not projected); unchanged when it cannot be read
+    or nothing applies. The form the unit tests compare as bags of rows."""
+    try:
+        q = parse_query(text)
+        tokens = tokenize(text)
+        used = {var_name(t) for t in tokens if is_var(t)}
+    except SparqlSyntaxError:
+        return text
+    rw = _Rewriter(used, cover=cover, lookups=lookups, bounded=bounded, prefixes=_prologue_prefixes(tokens))
+    where = rewrite_where(q.where, rw, flags=q.projected_vars() is not None)
+    if where.render() == q.where.render():
+        return text
+    return Query(q.prologue, q.modifier, q.projection, where, q.modifiers).render()
+
+
+def _prologue_prefixes(tokens):
+    """The PREFIX declarations at the start of a token list (None after a BASE)."""
+    prefixes = {}
+    i = 0
+    while i + 2 < len(tokens) and kw(tokens[i], "PREFIX", "BASE"):
+        if kw(tokens[i], "BASE"):
+            return None
+        prefixes[str(tokens[i + 1])[:-1]] = str(tokens[i + 2])[1:-1]
+        i += 3
+    return prefixes
+
+
+class _Rewriter:
+    """Options of one rewrite, and fresh variable names (names that occur nowhere in the query)."""
+
+    def __init__(self, used, cover=True, lookups=False, bounded=None, prefixes=None):
+        self.used = set(used)
+        self.cover, self.lookups = cover, lookups
+        self.bounded = bounded if prefixes is not None else None
+        self.prefixes = prefixes
+        self.n = 0
+
+    def is_bounded(self, elem):
+        """A triples element whose every triple pattern names only keys the knowledge graph alone
+        holds (so its solutions do not grow with the batch)."""
+        if self.bounded is None or not isinstance(elem, Triples):
+            return False
+        keys = set()
+        try:
+            _reads_triples(elem.tokens, self.prefixes, keys)
+        except (_Anything, KeyError, IndexError):
+            return False
+        return bool(keys) and all(self.bounded(k) for k in keys)
+
+    def fresh(self, stem="fx"):
+        while True:
+            self.n += 1
+            name = f"_{stem}{self.n}"
+            if name not in self.used:
+                self.used.add(name)
+                return name
+
+
+def _whole_exists(tokens):
+    """(negated, group) when an expression is [NOT] EXISTS { ... } alone, in any number of
+    enclosing parentheses; else None."""
+    t = list(tokens)
+    while len(t) >= 2 and t[0] == "(" and t[-1] == ")" and _matching(t, 0) == len(t) - 1:
+        t = t[1:-1]
+    if len(t) == 3 and kw(t[0], "NOT") and kw(t[1], "EXISTS") and isinstance(t[2], Group):
+        return True, t[2]
+    if len(t) == 2 and kw(t[0], "EXISTS") and isinstance(t[1], Group):
+        return False, t[1]
+    return None
+
+
+def _matching(tokens, i):
+    depth = 0
+    for j in range(i, len(tokens)):
+        u = tokens[j]
+        if isinstance(u, Tok) and u == "(":
+            depth += 1
+        elif isinstance(u, Tok) and u == ")":
+            depth -= 1
+            if depth == 0:
+                return j
+    return None
+
+
+def _plain_vars(tokens):
+    """Variables of an expression outside its EXISTS groups."""
+    return {var_name(t) for t in tokens if is_var(t)}
+
+
+def _split_triples(elem):
+    """A triples block as one Triples per triple pattern (subject, predicate or path, object), so
+    that a generator can be re-stated in part. A statement with a blank node property list or a
+    collection ([ ] or ( ), whose blank nodes would no longer be shared) is kept whole."""
+    statements, cur, depth = [], [], 0
+    for t in elem.tokens:
+        if isinstance(t, Tok) and t.kind == "punct" and t in ("(", "["):
+            depth += 1
+        elif isinstance(t, Tok) and t.kind == "punct" and t in (")", "]"):
+            depth -= 1
+        if depth == 0 and isinstance(t, Tok) and t.kind == "punct" and t == ".":
+            if cur:
+                statements.append(cur)
+            cur = []
+        else:
+            cur.append(t)
+    if cur:
+        statements.append(cur)
+    out = []
+    for st in statements:
+        if any(isinstance(t, Tok) and t.kind == "punct" and t in ("(", "[") for t in st) or len(st) < 3:
+            out.append(Triples(st))
+            continue
+        subject, rest = st[0], st[1:]
+        pairs, cur = [], []
+        for t in rest:
+            if isinstance(t, Tok) and t.kind == "punct" and t == ";":
+                if cur:
+                    pairs.append(cur)
+                cur = []
+            else:
+                cur.append(t)
+        if cur:
+            pairs.append(cur)
+        for pair in pairs:
+            # predicate (a path of tokens) then objects separated by ","; the predicate ends
+            # before the first object: split at the commas, the last token group of each part
+            # after the first is an object
+            parts, cur = [], []
+            for t in pair:
+                if isinstance(t, Tok) and t.kind == "punct" and t == ",":
+                    parts.append(cur)
+                    cur = []
+                else:
+                    cur.append(t)
+            parts.append(cur)
+            simple = all(t.kind in ("var", "iri", "pname") or (t.kind == "word" and t == "a")
+                         or (t.kind == "punct" and t in ("/", "|", "^", ",")) for t in pair)
+            if len(parts) == 1 or not simple:
+                out.append(Triples([subject, *pair]))
+                continue
+            first = parts[0]
+            pred, objs = first[:-1], [first[-1]] + [p[0] if len(p) == 1 else None for p in parts[1:]]
+            if not pred or None in objs:
+                out.append(Triples([subject, *pair]))
+                continue
+            for o in objs:
+                out.append(Triples([subject, *pred, o]))
+    return out
+
+
+def _generator(elem):
+    """A join element that can be evaluated again on its own and whose every solution binds
+    exactly its certainly bound variables after _generator_copy: triples, a copyable sub-SELECT,
+    or a UNION of triples-only groups that all mention the same variables."""
+    if has_bnode_labels(elem):
+        return False
+    if isinstance(elem, Union):
+        if not all(isinstance(b, Group) and b.elems and all(isinstance(x, Triples) for x in b.elems)
+                   for b in elem.branches):
+            return False
+        names = [b.vars() for b in elem.branches]
+        return bool(names[0]) and all(v == names[0] for v in names)
+    return _copyable(elem) and bool(certain(elem))
+
+
+def _has_zero_length_path(group):
+    """A property path with * or ? (a zero-length path matches a constant that is not in the
+    data, so a substituted value and a joined one can differ)."""
+    def walk(elem):
+        if isinstance(elem, Triples):
+            return any(isinstance(t, Tok) and t.kind == "punct" and t in ("*", "?") for t in elem.tokens)
+        if isinstance(elem, Group):
+            return any(walk(e) for e in elem.elems)
+        if isinstance(elem, (_NestedGroup, Optional, Minus, GraphElem)):
+            return walk(elem.group)
+        if isinstance(elem, Union):
+            return any(walk(b) for b in elem.branches)
+        if isinstance(elem, SubSelect):
+            return walk(elem.query.where)
+        if isinstance(elem, (Filter, Bind)):
+            return any(walk(g) for g in elem.expr.groups())
+        return False
+    return walk(group)
+
+
+def substitution_safe(group, names, see=frozenset(), prefix=0):
+    """True when replacing the variables `names` of `group` by constants gives the solutions of
+    `group` in which they are bound to those constants (the substitution lemma of rewrite 2b).
+    Holds when every occurrence is: in a triple pattern; in a FILTER (or an EXISTS inside it) of a
+    group that certainly binds it (or sees it bound: `see`, the left side for an OPTIONAL's own
+    filters); in a BIND after a join element binding it; in an OPTIONAL whose left side certainly
+    binds it; in a nested group or UNION branch that is safe in turn. Never in MINUS, VALUES, a
+    sub-SELECT, SERVICE, or as a BIND target. The first `prefix` elements are trusted join
+    elements (the generator copies)."""
+    here = certain(group) | set(see)
+    so_far = set()
+    for i, e in enumerate(group.elems):
+        if i < prefix or isinstance(e, Triples):
+            so_far |= certain(e)
+            continue
+        if isinstance(e, Filter):
+            if (_plain_vars(e.expr.tokens) & names) - here:
+                return False
+            if any((g.vars() & names) - here for g in e.expr.groups()):
+                return False
+            continue
+        if isinstance(e, Bind):
+            if e.var in names or (e.expr.vars() & names) - so_far:
+                return False
+            continue
+        mention = e.vars() & names
+        if not mention:
+            so_far |= certain(e)
+            continue
+        if isinstance(e, Optional):
+            if mention - so_far or not substitution_safe(e.group, names, see=so_far):
+                return False
+            continue
+        if isinstance(e, _NestedGroup) or (isinstance(e, GraphElem) and e.keyword == "GRAPH"):
+            if not substitution_safe(e.group, names):
+                return False
+        elif isinstance(e, Union):
+            for b in e.branches:
+                if b.vars() & names and (isinstance(b, SubSelect) or not substitution_safe(b, names)):
+                    return False
+        else:
+            return False
+        so_far |= certain(e)
+    return True
+
+
+def _connected(parts):
+    """Are the variable sets `parts` connected through shared variables (one or none: yes)?"""
+    parts = [set(p) for p in parts]
+    if len(parts) <= 1:
+        return True
+    reached = set(parts[0])
+    left = parts[1:]
+    grew = True
+    while grew and left:
+        grew = False
+        for p in list(left):
+            if p & reached:
+                reached |= p
+                left.remove(p)
+                grew = True
+    return not left
+
+
+def _cover(gens, shared, inner_certain, cover=True, restricts=None):
+    """The generators G' re-stated inside a rewritten EXISTS: all of them (cover=False, as rewrite
+    2 does), or a small subset found by pruning. With one shared variable that the EXISTS pattern
+    binds itself, none. Otherwise a connected subset that by itself certainly binds every shared
+    variable, so that the rewritten pattern is limited to the combinations of shared values the
+    group can produce (the EXISTS pattern alone may relate them far more widely: every criterion
+    with every act of the same modality); failing that, a subset that does so together with the
+    EXISTS pattern. None when neither exists. Any subset is exact (rewrite 2b); this only chooses
+    a cheap one."""
+
+    def ok(sel, alone):
+        bound = set() if alone else set(inner_certain)
+        for g in sel:
+            bound |= certain(g)
+        parts = [certain(g) for g in sel]
+        if not alone:
+            parts.append(inner_certain or shared)
+        return shared <= bound and _connected(parts)
+
+    def prune(alone):
+        chosen = list(gens)
+        if not ok(chosen, alone):
+            return None
+        if not cover:
+            return chosen
+        changed = True
+        while changed:
+            changed = False
+            for g in reversed(list(chosen)):
+                trial = [x for x in chosen if x is not g]
+                if ok(trial, alone):
+                    chosen = trial
+                    changed = True
+        return chosen
+
+    if cover and len(shared) == 1 and shared <= inner_certain:
+        return []
+    sel = prune(alone=True)
+    sel = sel if sel is not None else prune(alone=False)
+    if sel and cover and restricts is not None:
+        # a variable of the subset bound only by patterns the batch can match (?crit by
+        # `?crit cptkg:kind ?kind`: every act of that kind too) is limited to the knowledge
+        # graph's nodes by a knowledge-graph pattern on it: keep such patterns, one step out
+        loose = set()
+        for g in sel:
+            loose |= certain(g)
+        for g in sel:
+            if restricts(g):
+                loose -= certain(g)
+        sel = sel + [g for g in gens if not any(g is x for x in sel) and restricts(g) and certain(g) & loose]
+    return sel
+
+
+def is_lookup(group):
+    """A group of one triple pattern and nothing else."""
+    return (len(group.elems) == 1 and isinstance(group.elems[0], Triples)
+            and len(_split_triples(group.elems[0])) == 1)
+
+
+def _correlated(inner, gens, bound, group_scope, rw):
+    """Rewrite 2b's conditions for [NOT] EXISTS { inner } in a group: returns (merged group
+    { G' inner }, already rewritten, and the shared variables V) or None when they do not hold."""
+    shared = inner.vars() & group_scope
+    if not shared or not shared <= bound:
+        return None
+    if not rw.lookups and is_lookup(inner):
+        return None
+    if has_bnode_labels(inner) or _has_zero_length_path(inner):
+        return None
+    inner_elems = list(inner.elems)
+    inner_certain = certain(Group(inner_elems))
+    sel = _cover(gens, shared, inner_certain, cover=rw.cover,
+                 restricts=rw.is_bounded if rw.bounded is not None else None)
+    if sel is None:
+        return None
+    copies = [g if isinstance(g, Union) else _generator_copy(g) for g in sel]
+    merged = Group(copies + inner_elems)
+    if not shared <= certain(merged) or not substitution_safe(merged, shared, prefix=len(copies)):
+        return None
+    return rewrite_where(merged, rw), shared
+
+
+def _var(name):
+    return Tok("?" + name, "var")
+
+
+_JOIN_ELEMENTS = (Triples, Union, _NestedGroup, SubSelect)
+
+
+def _spo(part):
+    """(subject var, predicate text, object var) of a single triple pattern with variables at both
+    ends, else None."""
+    if not isinstance(part, Triples) or len(part.tokens) < 3:
+        return None
+    t = part.tokens
+    if not (is_var(t[0]) and is_var(t[-1])) or any(u in (";", ",", ".", "[", "(") for u in t):
+        return None
+    return var_name(t[0]), " ".join(t[1:-1]), var_name(t[-1])
+
+
+def _kb_first(elems, rw):
+    """Rewrite 5: in a run of consecutive join elements of a group (triples, UNION, nested groups,
+    sub-SELECTs; FILTERs apply to the whole group and do not end a run), when two triple patterns
+    join two subjects through a shared value (`?act cptkg:kind ?kind . ?crit cptkg:kind ?kind`)
+    and a pattern only the knowledge graph can match binds one of the subjects
+    (`?code cptkg:criteria ?crit`), that pattern goes first. A join is commutative and
+    associative, so any order of a run has the same solutions. oxigraph's planner starts from the
+    first of its equally estimated candidates; started from the batch it would look up, for each
+    act, every node of the batch with the same value (quadratic), started from the knowledge
+    graph it looks up the few criteria of each kind."""
+    if rw.bounded is None:
+        return elems
+    out, run = [], []
+
+    def flush():
+        if not run:
+            return
+        parts = []
+        for e in run:
+            if not isinstance(e, Filter):
+                parts.extend(_split_triples(e) if isinstance(e, Triples) else [e])
+        spo = [_spo(p) for p in parts]
+        subjects = set()
+        for i, x in enumerate(spo):
+            for j in range(i + 1, len(spo)):
+                y = spo[j]
+                if x and y and x[1] == y[1] and x[2] == y[2] and x[0] != y[0] and not rw.is_bounded(parts[i]):
+                    subjects.update((x[0], y[0]))
+        first = [p for p in parts if rw.is_bounded(p) and certain(p) & subjects]
+        if first and not all(a is b for a, b in zip(first, parts)):
+            rest = [p for p in parts if not any(p is f for f in first)]
+            merged = []
+            for p in first + rest:  # adjacent triple patterns back into one block
+                if isinstance(p, Triples) and merged and isinstance(merged[-1], Triples):
+                    merged[-1] = Triples(merged[-1].tokens + [Tok(".", "punct")] + p.tokens)
+                else:
+                    merged.append(p)
+            out.extend(merged)
+        else:
+            out.extend(e for e in run if not isinstance(e, Filter))
+        out.extend(e for e in run if isinstance(e, Filter))
+        run.clear()
+
+    for e in elems:
+        if isinstance(e, _JOIN_ELEMENTS) or isinstance(e, Filter):
+            run.append(e)
+        else:
+            flush()
+            out.append(e)
+    flush()
+    return out
+
+
+def rewrite_where(group, rw, own_filters=True, flags=True):
+    """Rewrites 2b, 3 and 4 on a group evaluated on its own (the WHERE of a CONSTRUCT, or a group
+    built by 2b), recursively. `rw`: a _Rewriter. `own_filters` is False for an OPTIONAL's group
+    (its filters see the left side too; they are not rewritten). `flags` allows rewrite 4, whose
+    fresh flag variables appear in the group's solutions: allowed where no one sees them (the
+    WHERE of a CONSTRUCT whose template cannot name them, a group inside a sub-SELECT that does
+    not project them). Returns a new Group."""
+    elems = _kb_first(_reorder_optionals(list(group.elems)), rw)
+    gens = []
+    for e in elems:
+        if _generator(e):
+            gens.extend(_split_triples(e) if isinstance(e, Triples) else [e])
+    bound = certain(Group(elems))
+    group_scope = set()
+    for e in elems:
+        group_scope |= scope(e)
+    out, tail, flagged = [], [], []
+    for e in elems:
+        if own_filters and isinstance(e, Filter):
+            whole = _whole_exists(e.expr.tokens)
+            if whole is not None:
+                # rewrite 2b: the filter is [NOT] EXISTS { P } alone
+                negated, inner = whole
+                done = _correlated(inner, gens, bound, group_scope, rw)
+                if done is not None:
+                    merged, shared = done
+                    if negated:
+                        tail.append(Minus(merged))
+                    else:
+                        keys = [_var(k) for k in sorted(shared)]
+                        tail.append(SubSelect(Query([], "DISTINCT", keys, merged, [])))
+                    continue
+            elif flags:
+                # rewrite 4: [NOT] EXISTS { P } inside a larger expression
+                toks = list(e.expr.tokens)
+                new = []
+                changed = False
+                j = 0
+                while j < len(toks):
+                    t = toks[j]
+                    negated = (kw(t, "NOT") and j + 2 < len(toks) and kw(toks[j + 1], "EXISTS")
+                               and isinstance(toks[j + 2], Group))
+                    plain = kw(t, "EXISTS") and j + 1 < len(toks) and isinstance(toks[j + 1], Group)
+                    if negated or plain:
+                        inner = toks[j + 2] if negated else toks[j + 1]
+                        done = _correlated(inner, gens, bound, group_scope, rw)
+                        if done is not None:
+                            merged, shared = done
+                            flag = rw.fresh()
+                            keys = [_var(k) for k in sorted(shared)]
+                            keys.append(Expr([Tok("true", "word"), Tok("AS", "word"), _var(flag)]))
+                            flagged.append(Optional(Group([SubSelect(Query([], "DISTINCT", keys, merged, []))])))
+                            test = [Tok("BOUND", "word"), Tok("(", "punct"), _var(flag), Tok(")", "punct")]
+                            if negated:
+                                test = [Tok("(", "punct"), Tok("!", "punct"), *test, Tok(")", "punct")]
+                            new.extend(test)
+                            changed = True
+                            j += 3 if negated else 2
+                            continue
+                    new.append(t)
+                    j += 1
+                if changed:
+                    e = Filter(Expr(new))
+        if isinstance(e, Optional):
+            e = Optional(rewrite_where(e.group, rw, own_filters=False, flags=False))
+        elif isinstance(e, _NestedGroup):
+            e = _NestedGroup(rewrite_where(e.group, rw, flags=False))
+        elif isinstance(e, Union):
+            e = Union([b if isinstance(b, SubSelect) else rewrite_where(b, rw, flags=False) for b in e.branches])
+        elif isinstance(e, SubSelect):
+            q = e.query
+            e = SubSelect(Query(q.prologue, q.modifier, q.projection,
+                                rewrite_where(q.where, rw, flags=q.projected_vars() is not None), q.modifiers))
+        elif isinstance(e, Minus):
+            e = Minus(rewrite_where(e.group, rw, flags=False))
+        out.append(e)
+    filters = [e for e in out if isinstance(e, Filter)]
+    rest = [e for e in out if not isinstance(e, Filter)]
+    return Group(rest + tail + flagged + filters)
+
+
+# ---------------------------------------------------------------------------------------------
+# what a rule reads
+
+
+RDF_TYPE = "http://www.w3.org/1999/02/22-rdf-syntax-ns#type"
+_RDF_FIRST = "http://www.w3.org/1999/02/22-rdf-syntax-ns#first"
+_RDF_REST = "http://www.w3.org/1999/02/22-rdf-syntax-ns#rest"
+
+
+class _Anything(Exception):
+    pass
+
+
+def pattern_reads(text):
+    """The triples the WHERE pattern of a query can match, as a set of keys: a predicate IRI (any
+    triple with that predicate), or ("type", C) for rdf:type triples with the class C when the
+    pattern names the class. None when the pattern may depend on any triple: a variable or a
+    negated property set in predicate position, a path that can have zero length (* or ?),
+    GRAPH, SERVICE, BASE or relative IRIs, or anything this reader does not understand.
+
+    The solutions of a pattern are a function of the triples it can match (every triple pattern
+    and path step names its predicate), so a rule whose keys meet none of the triples added since
+    it last ran gives what it gave then."""
+    deps = pattern_dependencies(text)
+    return None if deps is None else set(deps)
+
+
+def pattern_dependencies(text):
+    """pattern_reads with a sign for each key: "-" when the pattern reads the key only where more
+    such triples can only remove solutions, "+" where they can only add solutions, "±" otherwise
+    (or both). None: anything.
+
+    A key is "-" when every triple pattern naming it sits under an odd number of negations
+    (NOT EXISTS, MINUS) and nowhere else. Monotone parts: triple patterns, joins, UNION, nested
+    groups, a sub-SELECT without aggregate, modifier or LIMIT, FILTER expressions whose EXISTS
+    operands are combined only by && and || (both are monotone in each operand's truth value, and
+    EXISTS never raises an error). Not monotone (keys "±"): the right side of OPTIONAL (a new match
+    replaces a row), EXISTS under ! or inside a function or comparison, EXISTS in BIND, sub-SELECTs
+    with aggregates or modifiers, solution modifiers of the query. So a rule whose changed keys are
+    all "-" for it can only lose solutions when run again: it adds nothing new."""
+    try:
+        tokens = tokenize(text)
+        prefixes = {}
+        i = 0
+        while i < len(tokens) and kw(tokens[i], "PREFIX", "BASE"):
+            if kw(tokens[i], "BASE"):
+                return None
+            prefixes[str(tokens[i + 1])[:-1]] = str(tokens[i + 2])[1:-1]
+            i += 3
+        if kw(tokens[i], "CONSTRUCT"):
+            span = construct_where_span(text)
+            if span is None:
+                return None
+            group = parse_group(text[span[0]:span[1]])
+            pol = 0 if tokenize(text[span[1]:]) else 1
+        else:
+            q = parse_query(text)
+            group = q.where
+            pol = 0 if (q.has_aggregate() or q.modifier_words()) else 1
+        out = {}
+        _reads_group(group, prefixes, out, pol)
+        return out
+    except (_Anything, SparqlSyntaxError, IndexError, KeyError):
+        return None
+
+
+_SIGN = {1: "+", -1: "-", 0: "±"}
+
+
+def _reads_group(node, prefixes, out, pol):
+    if isinstance(node, Triples):
+        keys = set()
+        _reads_triples(node.tokens, prefixes, keys)
+        for k in keys:
+            sign = _SIGN[pol]
+            out[k] = sign if out.get(k, sign) == sign else "±"
+    elif isinstance(node, Group):
+        for e in node.elems:
+            _reads_group(e, prefixes, out, pol)
+    elif isinstance(node, _NestedGroup):
+        _reads_group(node.group, prefixes, out, pol)
+    elif isinstance(node, Optional):
+        _reads_group(node.group, prefixes, out, 0)
+    elif isinstance(node, Minus):
+        _reads_group(node.group, prefixes, out, -pol)
+    elif isinstance(node, GraphElem):
+        raise _Anything()
+    elif isinstance(node, Union):
+        for b in node.branches:
+            _reads_group(b, prefixes, out, pol)
+    elif isinstance(node, SubSelect):
+        q = node.query
+        _reads_group(q.where, prefixes, out, 0 if (q.has_aggregate() or q.modifier_words()) else pol)
+    elif isinstance(node, Filter):
+        _reads_expr(node.expr.tokens, prefixes, out, pol)
+    elif isinstance(node, Bind):
+        for g in node.expr.groups():
+            _reads_group(g, prefixes, out, 0)
+    elif isinstance(node, Values):
+        pass
+    else:
+        raise _Anything()
+
+
+def _reads_expr(tokens, prefixes, out, pol):
+    """The EXISTS groups of a filter expression, with their polarity (see pattern_dependencies)."""
+    t = list(tokens)
+    while len(t) >= 2 and t[0] == "(" and t[-1] == ")" and _matching(t, 0) == len(t) - 1:
+        t = t[1:-1]
+    if len(t) == 3 and kw(t[0], "NOT") and kw(t[1], "EXISTS") and isinstance(t[2], Group):
+        _reads_group(t[2], prefixes, out, -pol)
+        return
+    if len(t) == 2 and kw(t[0], "EXISTS") and isinstance(t[1], Group):
+        _reads_group(t[1], prefixes, out, pol)
+        return
+    operands, cur, depth = [], [], 0
+    for u in t:
+        if isinstance(u, Tok) and u.kind == "punct" and u == "(":
+            depth += 1
+        elif isinstance(u, Tok) and u.kind == "punct" and u == ")":
+            depth -= 1
+        if depth == 0 and isinstance(u, Tok) and u.kind == "punct" and u in ("||", "&&"):
+            operands.append(cur)
+            cur = []
+        else:
+            cur.append(u)
+    operands.append(cur)
+    if len(operands) > 1:
+        for op in operands:
+            _reads_expr(op, prefixes, out, pol)
+        return
+    for u in t:
+        if isinstance(u, Group):
+            _reads_group(u, prefixes, out, 0)
+
+
+def _iri(tok, prefixes):
+    if tok.kind == "iri":
+        iri = str(tok)[1:-1]
+        if ":" not in iri:
+            raise _Anything()  # relative
+        return iri
+    if tok.kind == "pname":
+        prefix, local = str(tok).split(":", 1)
+        return prefixes[prefix] + local.replace("\\", "")
+    if tok.kind == "word" and tok == "a":
+        return RDF_TYPE
+    raise _Anything()
+
+
+def _reads_triples(tokens, prefixes, keys):
+    """Read the triples block grammar (subject, verb-object lists, blank node property lists,
+    collections) for the predicates in verb position."""
+    n = len(tokens)
+
+    def tok(i):
+        if i >= n:
+            raise _Anything()
+        return tokens[i]
+
+    def term(i):
+        t = tok(i)
+        if t == "[" and t.kind == "punct":
+            if tok(i + 1) == "]":
+                return i + 2, False
+            j = verb_objects(i + 1)
+            if tok(j) != "]":
+                raise _Anything()
+            return j + 1, False
+        if t == "(" and t.kind == "punct":
+            keys.update((_RDF_FIRST, _RDF_REST))
+            j = i + 1
+            while tok(j) != ")":
+                j, _ = term(j)
+            return j + 1, False
+        if t.kind in ("var", "bnode"):
+            return i + 1, False
+        if t.kind in ("iri", "pname"):
+            return i + 1, True
+        if t.kind in ("string", "number") or (t.kind == "word" and str.lower(t) in ("true", "false")):
+            j = i + 1
+            if j < n and tokens[j].kind == "lang":
+                j += 1
+            elif j < n and tokens[j] == "^^":
+                j += 2
+            return j, False
+        raise _Anything()
+
+    def path(i, found):
+        while True:
+            t = tok(i)
+            if t == "^":
+                i += 1
+                t = tok(i)
+            if t == "!":
+                raise _Anything()
+            if t == "(" and t.kind == "punct":
+                i = path(i + 1, found)
+                if tok(i) != ")":
+                    raise _Anything()
+                i += 1
+            else:
+                found.append(_iri(t, prefixes))
+                i += 1
+            if i < n and tokens[i].kind == "punct" and tokens[i] in ("*", "?"):
+                raise _Anything()
+            if i < n and tokens[i].kind == "punct" and tokens[i] == "+":
+                i += 1
+            if i < n and tokens[i].kind == "punct" and tokens[i] in ("/", "|"):
+                i += 1
+                continue
+            return i
+
+    def verb_objects(i):
+        while True:
+            t = tok(i)
+            if t.kind == "var":
+                raise _Anything()
+            found = []
+            start = i
+            i = path(i, found)
+            simple_type = i == start + 1 and found == [RDF_TYPE]
+            while True:
+                j, constant = term(i)
+                if simple_type and constant:
+                    keys.add(("type", _iri(tokens[i], prefixes)))
+                elif found:
+                    keys.update(found)
+                i = j
+                if i < n and tokens[i] == ",":
+                    i += 1
+                    continue
+                break
+            if not simple_type:
+                keys.update(found)
+            while i < n and tokens[i] == ";":
+                i += 1
+            if i >= n or tokens[i] in (".", "]"):
+                return i
+            if tokens[i - 1] != ";":
+                raise _Anything()
+
+    i = 0
+    while i < n:
+        if tokens[i] == ".":
+            i += 1
+            continue
+        bracketed = tokens[i] in ("[", "(") and tokens[i].kind == "punct"
+        i, _ = term(i)
+        if bracketed and (i >= n or tokens[i] in (".",)):
+            continue  # a blank node property list alone is a statement
+        i = verb_objects(i)
