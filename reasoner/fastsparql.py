@@ -952,7 +952,9 @@ def rewrite_group(group, own_filters=True):
             shared = inner.vars() & group_scope
             if (shared and shared <= gen_certain and not has_bnode_labels(inner)
                     and not any(has_bnode_labels(x) for x in gen)
-                    and read_only_in_joins(inner, shared)):
+                    and read_only_in_joins(inner, shared)
+                    and substitution_safe(Group([*[_generator_copy(x) for x in gen], *inner.elems]), shared,
+                                          prefix=len(gen))):
                 merged = rewrite_group(Group([*[_generator_copy(x) for x in gen], *inner.elems]))
                 keys = [Tok("?" + k, "var") for k in sorted(gen_certain)]
                 sel = SubSelect(Query([], "DISTINCT", keys, merged, []))
