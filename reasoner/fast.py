@@ -996,7 +996,16 @@ class Compiler:
                 bq = fs.Query([], q.modifier, projection, fs.rewrite_group(where) if self.rewrite else where,
                               modifiers)
                 batch = prologue + bq.render()
+                plans = [batch]
+                if self.rewrite:
+                    # the same query under rewrite 2b (a small cover instead of the whole group):
+                    # another plan for oxigraph, faster on some shapes, slower on others (Engine.plan)
+                    plain = prologue + fs.Query([], q.modifier, projection, where, modifiers).render()
+                    cover = fs.rewrite_select(plain, cover=True, lookups=False)
+                    if cover not in (plain, batch):
+                        plans.append(cover)
         sc = SparqlConstraint(c, text, messages, prologue, batch, per_focus, binds_this, projects_this, projected, gen)
+        sc.plans = plans if batch is not None else []
         sc.parsed, sc.why = q, why
         sc.limit = limit if batch is not None else None
         return sc
@@ -1024,12 +1033,44 @@ def format_message(msg, bound):
 class Engine:
     """Compiled shapes plus a store; `run()` evaluates every check on what the store holds."""
 
-    def __init__(self, sg: Graph, rewrite=True):
+    def __init__(self, sg: Graph, rewrite=True, plans="adaptive"):
         self.sg = sg
         self.compiler = Compiler(sg, rewrite=rewrite)
         self.checks = self.compiler.compile()
         self.codec = TermCodec()
         self.store = ox.Store()
+        # Plan choice. A SHACL-SPARQL constraint may have several batch queries, each proven to
+        # give the same solutions (reasoner/fastsparql.py, rewrites 2 and 2b); which is faster
+        # depends on the shape and the data. "adaptive" tries each on the first batches and then
+        # keeps the one with the least time per quad loaded; an integer fixes the plan (index,
+        # the last one where fewer), as the differential tests do to check every plan.
+        self.plans = plans
+        self.weight = 1          # the size of the batch in the store (quads), set by the caller
+        self._plan_time = {}     # constraint -> [[seconds, weight, runs] per plan]
+
+    TRIALS = 2
+
+    def plan(self, sc):
+        """(index, query) of the batch query to run for a SPARQL constraint."""
+        plans = sc.plans
+        if len(plans) < 2:
+            return 0, sc.batch_query
+        if self.plans != "adaptive":
+            i = min(int(self.plans), len(plans) - 1)
+            return i, plans[i]
+        stats = self._plan_time.setdefault(id(sc), [[0.0, 0, 0] for _ in plans])
+        for i, (_, _, runs) in enumerate(stats):
+            if runs < self.TRIALS:
+                return i, plans[i]
+        i = min(range(len(plans)), key=lambda k: stats[k][0] / max(stats[k][1], 1))
+        return i, plans[i]
+
+    def _timed(self, sc, i, seconds):
+        if self.plans == "adaptive" and len(sc.plans) > 1:
+            st = self._plan_time[id(sc)][i]
+            st[0] += seconds
+            st[1] += self.weight
+            st[2] += 1
 
     def load_base(self, graph):
         """Load the data every batch sees (the knowledge graph), once."""
@@ -1139,10 +1180,13 @@ class Engine:
             for f in self.focus_nodes(gen):
                 by_focus[f] = rows
         elif sc.batch_query is not None:
-            for row in solutions(sc.batch_query):
+            i, query = self.plan(sc)
+            t0 = time.perf_counter()
+            for row in solutions(query):
                 rows = by_focus[row["this"]]
                 if sc.limit is None or len(rows) < sc.limit:
                     rows.append(row)
+            self._timed(sc, i, time.perf_counter() - t0)
         else:
             for f in self.focus_nodes(gen):
                 if isinstance(f, ox.BlankNode):
@@ -1480,6 +1524,7 @@ class FastValidator(SourceLookup):
         if not records:
             return [], []
         engine = self.engine
+        engine.weight = len(triples) + len(nt)
         try:
             engine.load(triples, skip=self.kb_triples)
             engine.load_nt(nt)
