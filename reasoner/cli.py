@@ -389,7 +389,9 @@ def build_parser():
     d.add_argument("--output", "-o")
     d.add_argument("--out", help="stream one JSON record per encounter to this .jsonl file (any size, every core)")
     d.add_argument("--jobs", "-j", type=int, help="with --out: worker processes (default: every core)")
-    d.add_argument("--chunk", type=int, default=50, help="with --out: encounters per work unit (the fast engine slows down on large batches: keep it small)")
+    d.add_argument("--chunk", type=int, default=1000,
+                   help="with --out: encounters per work unit (default 1000; the fast engine's time per encounter "
+                        "is about flat from 500 to 5,000 and pays a planning cost per batch)")
     d.add_argument("--resume", action="store_true", help="with --out: skip the chunks an interrupted run finished")
     d.add_argument("--engine", choices=("reference", "fast"), default="fast",
                    help="fast: the rules on pyoxigraph, batched (default); reference: rdflib, one encounter at a time")
