@@ -136,19 +136,7 @@ class Tok(str):
 
 
 def tokenize(text):
-    out = []
-    pos = 0
-    n = len(text)
-    while pos < n:
-        m = _TOKEN_RE.match(text, pos)
-        if not m:
-            raise SparqlSyntaxError(f"cannot read the query at {text[pos:pos + 30]!r}")
-        pos = m.end()
-        kind = m.lastgroup
-        if kind == "ws":
-            continue
-        out.append(Tok(m.group(kind), kind))
-    return out
+    return [tok for tok, _, _ in _token_spans(text)]
 
 
 def is_var(tok):
@@ -740,21 +728,26 @@ def scope(elem):
     return elem.vars()
 
 
-def has_bnode_labels(elem):
+def any_triples(elem, test):
+    """True when `test` holds for some triples block anywhere in elem (nested groups, OPTIONAL,
+    MINUS, GRAPH, UNION branches, sub-SELECTs, EXISTS inside FILTER and BIND)."""
     if isinstance(elem, Triples):
-        return elem.has_bnode_label()
-    if isinstance(elem, (Group,)):
-        return any(has_bnode_labels(e) for e in elem.elems)
+        return test(elem)
+    if isinstance(elem, Group):
+        return any(any_triples(e, test) for e in elem.elems)
     if isinstance(elem, (_NestedGroup, Optional, Minus, GraphElem)):
-        return has_bnode_labels(elem.group)
+        return any_triples(elem.group, test)
     if isinstance(elem, Union):
-        return any(has_bnode_labels(b) for b in elem.branches)
+        return any(any_triples(b, test) for b in elem.branches)
     if isinstance(elem, SubSelect):
-        return has_bnode_labels(elem.query.where)
+        return any_triples(elem.query.where, test)
     if isinstance(elem, (Filter, Bind)):
-        expr = elem.expr
-        return any(has_bnode_labels(g) for g in expr.groups())
+        return any(any_triples(g, test) for g in elem.expr.groups())
     return False
+
+
+def has_bnode_labels(elem):
+    return any_triples(elem, lambda t: t.has_bnode_label())
 
 
 def read_only_in_joins(group, names):
@@ -1288,28 +1281,12 @@ def _split_triples(elem):
             out.append(Triples(st))
             continue
         subject, rest = st[0], st[1:]
-        pairs, cur = [], []
-        for t in rest:
-            if isinstance(t, Tok) and t.kind == "punct" and t == ";":
-                if cur:
-                    pairs.append(cur)
-                cur = []
-            else:
-                cur.append(t)
-        if cur:
-            pairs.append(cur)
+        pairs = [p for p in _split_at(rest, ";") if p]
         for pair in pairs:
             # predicate (a path of tokens) then objects separated by ","; the predicate ends
             # before the first object: split at the commas, the last token group of each part
             # after the first is an object
-            parts, cur = [], []
-            for t in pair:
-                if isinstance(t, Tok) and t.kind == "punct" and t == ",":
-                    parts.append(cur)
-                    cur = []
-                else:
-                    cur.append(t)
-            parts.append(cur)
+            parts = _split_at(pair, ",")
             simple = all(t.kind in ("var", "iri", "pname") or (t.kind == "word" and t == "a")
                          or (t.kind == "punct" and t in ("/", "|", "^", ",")) for t in pair)
             if len(parts) == 1 or not simple:
@@ -1323,6 +1300,19 @@ def _split_triples(elem):
             for o in objs:
                 out.append(Triples([subject, *pred, o]))
     return out
+
+
+def _split_at(tokens, sep):
+    """The runs of tokens between the punctuation tokens `sep` (empty runs kept)."""
+    parts, cur = [], []
+    for t in tokens:
+        if isinstance(t, Tok) and t.kind == "punct" and t == sep:
+            parts.append(cur)
+            cur = []
+        else:
+            cur.append(t)
+    parts.append(cur)
+    return parts
 
 
 def _generator(elem):
@@ -1343,21 +1333,8 @@ def _generator(elem):
 def _has_zero_length_path(group):
     """A property path with * or ? (a zero-length path matches a constant that is not in the
     data, so a substituted value and a joined one can differ)."""
-    def walk(elem):
-        if isinstance(elem, Triples):
-            return any(isinstance(t, Tok) and t.kind == "punct" and t in ("*", "?") for t in elem.tokens)
-        if isinstance(elem, Group):
-            return any(walk(e) for e in elem.elems)
-        if isinstance(elem, (_NestedGroup, Optional, Minus, GraphElem)):
-            return walk(elem.group)
-        if isinstance(elem, Union):
-            return any(walk(b) for b in elem.branches)
-        if isinstance(elem, SubSelect):
-            return walk(elem.query.where)
-        if isinstance(elem, (Filter, Bind)):
-            return any(walk(g) for g in elem.expr.groups())
-        return False
-    return walk(group)
+    return any_triples(group, lambda t: any(isinstance(x, Tok) and x.kind == "punct" and x in ("*", "?")
+                                            for x in t.tokens))
 
 
 def substitution_safe(group, names, see=frozenset(), prefix=0):
