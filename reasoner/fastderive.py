@@ -67,7 +67,7 @@ _DEFAULT = ox.DefaultGraph()
 _XSD_STRING = ox.NamedNode("http://www.w3.org/2001/XMLSchema#string")
 _DEDUP_BATCH = (f"DELETE {{ GRAPH <{BATCH.value}> {{ ?s ?p ?o }} }} "
                 f"WHERE {{ GRAPH <{BATCH.value}> {{ ?s ?p ?o }} ?s ?p ?o }}")
-RENEW = 1_000_000  # quads loaded into one store before a fresh one is made
+RENEW = 250_000  # quads loaded into one store before a fresh one is made (bounds memory: about 7 batches of 1000)
 
 
 def to_rdflib(term):
