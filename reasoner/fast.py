@@ -9,7 +9,9 @@ W3C SHACL test suite through `validate_graphs`, the generic entry point.
 Design
   * The knowledge graph is converted once to pyoxigraph terms and loaded into an in-memory Store.
     A batch of claims is added to the same default graph (triples the knowledge graph already
-    holds are skipped, so the union keeps pySHACL's set semantics) and removed after the batch.
+    holds are skipped, so the union keeps pySHACL's set semantics); after the batch the store is
+    made anew from the knowledge graph's quads (Engine.reset). Claims written as N-Triples by
+    reasoner/fastinput.py (canonical literals only) are loaded as text, without rdflib terms.
   * Every shape with a target is compiled once, at construction, into SPARQL SELECT queries over
     the whole batch, one per constraint: the target becomes a pattern binding ?this to every focus
     node (`sh:targetClass` through rdf:type/rdfs:subClassOf*, `sh:targetNode`, `sh:targetSubjectsOf`,
@@ -47,7 +49,10 @@ Quadratic NOT EXISTS, and what is done about it
   (rewrite 3, which oxigraph otherwise plans as a cross product of the knowledge graph). Where
   the conditions of the proof do not hold the query is left as written. Batching itself stays
   exact, so no sub-batching is needed; tests/test_fast_differential.py also checks that the
-  rewritten and the plain queries give the same findings.
+  rewritten and the plain queries give the same findings. A SHACL-SPARQL constraint also gets the
+  plan of rewrite 2b (a small cover instead of the whole group, fastsparql.rewrite_select) when it
+  differs; which plan is faster depends on the shape, so the engine times both on the first
+  batches and keeps the faster (Engine.plan); every plan is held to the reference by the tests.
 
 Where the two SPARQL engines read the data differently
   oxigraph stores some literals by value (canonical form; xsd:int, xsd:byte ... as xsd:integer):
@@ -56,7 +61,8 @@ Where the two SPARQL engines read the data differently
   to the reference. A literal that rdflib and oxigraph evaluate differently (ill-typed for rdflib
   like "2024-13-45"^^xsd:date, which rdflib then compares as a string; or invalid for oxigraph
   only, like "20240105"^^xsd:date) makes its claim go to the reference engine, with any claim
-  sharing a node with it (`FastValidator.split`; `FastValidator.stats` counts them).
+  sharing a node with it (`FastValidator.split`; `FastValidator.stats` counts them). The JSON,
+  CSV and FHIR readers refuse such values as input errors, so only Turtle input can bring them.
   A constraint with LIMIT and no ORDER BY keeps the first rows of each focus node: which rows is
   unspecified in SPARQL, so its message may name another row than pySHACL's; GROUP_CONCAT lists
   its items in the engine's order.
