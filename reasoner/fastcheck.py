@@ -29,11 +29,10 @@ from __future__ import annotations
 
 import time
 
-import pyoxigraph as ox
 from rdflib import BNode, Graph, Literal, URIRef
 from rdflib.namespace import DCTERMS, RDFS
 
-from .fast import COMPONENT_OF, SEVERITY, FastValidator, Unsupported, _refuse_nested_suspects
+from .fast import COMPONENT_OF, SEVERITY, FastValidator, Unsupported
 from .validate import EncounterChecker, _local, _owning_shape, shapes_graph
 from .vocab import SH
 
@@ -118,8 +117,6 @@ class FastEncounterChecker:
             self.validator = FastValidator(kb, group="encounter")
             self.sg = self.validator.sg
             self.generic = GenericMessages(self.sg)
-            self._kb_quads = set(self.validator.engine.store)   # the knowledge graph alone
-            self._churn = 0
         except Unsupported as exc:
             self.validator = None
             self.refused = str(exc)
@@ -188,44 +185,10 @@ class FastEncounterChecker:
         self.stats["reference_seconds"] += time.perf_counter() - t0
         return out
 
-    # A batch is taken out of the store again quad by quad rather than by Engine.reset (a new
-    # store refilled with the knowledge graph: about 7 ms, 0.14 ms an encounter in the 50-encounter
-    # chunks of `derive`). Removed quads slow oxigraph's in-memory store down (and their strings
-    # stay), so the store is renewed once this many quads have come and gone: measured on 4,000
-    # synthetic encounters in batches of 50, 0.37 ms an encounter with a new store per batch,
-    # 0.25 renewing every 10,000 quads, 0.45 every 250,000. Past RESET_ABOVE_LINES N-Triples
-    # lines, reading them as quads in Python costs more than a reset, so large batches reset.
-    RESET_ABOVE_LINES = 3000
-    RENEW_AFTER_QUADS = 10_000
-
     def _check_fast(self, records, triples, nt):
         if not records:
             return {}
-        v = self.validator
-        engine = v.engine
-        small = len(nt) <= self.RESET_ABOVE_LINES
-        added = []
-        try:
-            added = engine.load(triples, skip=v.kb_triples)
-            if nt and small:
-                kb = self._kb_quads
-                quads = [q for q in ox.parse("\n".join(nt), format=ox.RdfFormat.N_TRIPLES) if q not in kb]
-                engine.store.extend(quads)
-                added.extend(quads)
-            elif nt:
-                engine.load_nt(nt)
-            _refuse_nested_suspects(engine)
-            results = engine.run()
-        finally:
-            self._churn += len(added)
-            if (nt and not small) or self._churn > self.RENEW_AFTER_QUADS:
-                engine.reset()
-                self._churn = 0
-            else:
-                remove = engine.store.remove
-                for q in added:
-                    remove(q)
-                engine.codec.reset()
+        results = self.validator.run_batch(triples, nt)
         if not results:
             return {}
         owner = {}

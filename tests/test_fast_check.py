@@ -204,7 +204,7 @@ def test_seeded_batch_with_input_errors(kb, reference, fast):
     generic = {m.split(" on ")[0] for m in (r[5] for r in found) if m.startswith(("Value ", "More than"))}
     assert len(generic) >= 3, f"pySHACL's generic messages (shapes without sh:message) must be among the results: {generic}"
     # most encounters are checked here; those with literals the engines read differently are not
-    assert set(fast.validator.engine.store) == fast._kb_quads, "the batch must leave the store as it found it"
+    assert set(fast.validator.engine.store) == fast.validator.engine.base, "the batch must leave the store as it found it"
     fast_n = fast.stats["fast_encounters"] - before["fast_encounters"]
     ref_n = fast.stats["reference_encounters"] - before["reference_encounters"]
     assert fast_n + ref_n == len(records) and fast_n > len(records) // 2 and ref_n > 0
@@ -258,21 +258,21 @@ def test_a_batch_the_store_cannot_hold_goes_to_the_reference(kb, reference, fast
     assert fast.stats["refused_batches"] == before["refused_batches"] + 1
     assert fast.stats["reference_encounters"] - before["reference_encounters"] == len(batch)
     # the store is back to the knowledge graph: the next batch is checked here, and right
-    assert set(fast.validator.engine.store) == fast._kb_quads
+    assert set(fast.validator.engine.store) == fast.validator.engine.base
     compare(reference, fast, records)
     assert fast.stats["fast_encounters"] - before["fast_encounters"] == len(records)
 
 
 def test_a_refused_batch_goes_to_the_reference(kb, reference, fast, monkeypatch):
-    import reasoner.fastcheck as fc
+    import reasoner.fast as fast_module
 
     calls = []
 
     def refuse(engine):
         calls.append(engine)
-        raise fc.Unsupported("refused for the test")
+        raise fast_module.Unsupported("refused for the test")
 
-    monkeypatch.setattr(fc, "_refuse_nested_suspects", refuse)
+    monkeypatch.setattr(fast_module, "_refuse_nested_suspects", refuse)
     records = [r for p in ENCOUNTER_CASES for r in read_records(p, "encounter", kb.content.context)
                if r.error is None]
     before = dict(fast.stats)
@@ -287,11 +287,11 @@ def test_batches_leave_the_store_as_they_found_it(kb, reference, reset_above):
     """Small batches are taken out quad by quad (and the store renewed after many), large ones by a
     new store: both leave the knowledge graph alone, and the results stay the reference's."""
     checker = FastEncounterChecker(kb)
-    checker.RESET_ABOVE_LINES = reset_above
-    checker.RENEW_AFTER_QUADS = 1500
+    checker.validator.engine.RESET_ABOVE_LINES = reset_above
+    checker.validator.engine.RENEW_AFTER_QUADS = 1500
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         records = seeded_batch(kb, n=120, seed=3)
     for i in range(0, len(records), 40):
         compare(reference, checker, records[i:i + 40])
-        assert set(checker.validator.engine.store) == checker._kb_quads
+        assert set(checker.validator.engine.store) == checker.validator.engine.base
