@@ -532,8 +532,6 @@ def run(kind, paths, *, root, overlays=(), engine="reference", jobs=None, chunk=
     bar.close()
     if checkpoint:
         checkpoint.finish()
-    if totals["summary"] is not None:
-        totals["summary"] = merge_summaries(None, totals["summary"])  # sorted
     return totals
 
 
@@ -625,10 +623,24 @@ class ListSink:
         pass
 
 
+_TOTALS = ("claims", "lines", "errors", "findings")
+_TALLIES = ("byStatus", "bySeverity", "byShape", "byCode")
+
+
+def _empty_summary():
+    return {**{k: 0 for k in _TOTALS}, **{k: {} for k in _TALLIES}}
+
+
+def _sorted_summary(summary):
+    """Each tally from the most to the least frequent (then by name)."""
+    for key in _TALLIES:
+        summary[key] = dict(sorted(summary[key].items(), key=lambda kv: (-kv[1], kv[0])))
+    return summary
+
+
 def summarize(results):
     """Summary of validation results: claims, lines, findings by status, severity, rule and code."""
-    summary = {"claims": 0, "lines": 0, "errors": 0, "findings": 0, "byStatus": {}, "bySeverity": {},
-               "byShape": {}, "byCode": {}}
+    summary = _empty_summary()
     for r in results:
         summary["claims"] += 1
         summary["lines"] += r.get("lines", 0)
@@ -640,23 +652,18 @@ def summarize(results):
             for key, field in (("bySeverity", "severity"), ("byShape", "shape"), ("byCode", "code")):
                 k = f.get(field) or ""
                 summary[key][k] = summary[key].get(k, 0) + 1
-    for key in ("byStatus", "bySeverity", "byShape", "byCode"):
-        summary[key] = dict(sorted(summary[key].items(), key=lambda kv: (-kv[1], kv[0])))
-    return summary
+    return _sorted_summary(summary)
 
 
 def merge_summaries(a, b):
     """The summary of two parts (from summarize), sorted as summarize sorts."""
-    out = {"claims": 0, "lines": 0, "errors": 0, "findings": 0, "byStatus": {}, "bySeverity": {},
-           "byShape": {}, "byCode": {}}
+    out = _empty_summary()
     for part in (a, b):
         if not part:
             continue
-        for key in ("claims", "lines", "errors", "findings"):
+        for key in _TOTALS:
             out[key] += part[key]
-        for key in ("byStatus", "bySeverity", "byShape", "byCode"):
+        for key in _TALLIES:
             for k, v in part[key].items():
                 out[key][k] = out[key].get(k, 0) + v
-    for key in ("byStatus", "bySeverity", "byShape", "byCode"):
-        out[key] = dict(sorted(out[key].items(), key=lambda kv: (-kv[1], kv[0])))
-    return out
+    return _sorted_summary(out)
