@@ -28,9 +28,11 @@ fast validator's literal checks (FastValidator.split): it can go straight into t
 from __future__ import annotations
 
 import datetime
+import json
 import re
 
-_XSD = "http://www.w3.org/2001/XMLSchema#"
+XSD_NS = "http://www.w3.org/2001/XMLSchema#"
+_XSD = XSD_NS
 _RDF_TYPE = "<http://www.w3.org/1999/02/22-rdf-syntax-ns#type>"
 _SIMPLE = re.compile(r"^[A-Za-z0-9_~-][A-Za-z0-9._~-]*$")
 _INTEGER = re.compile(r"^(?:0|-?[1-9][0-9]*)$")
@@ -71,7 +73,7 @@ def lexical_error(value, datatype):
     if datatype == _XSD + "integer":
         if type(value) is int or (type(value) is str and _LEX_INTEGER.match(value)):
             return None
-        return f"{json_text(value)} is not a whole number"
+        return f"{json.dumps(value)} is not a whole number"
     if datatype == _XSD + "date":
         m = _LEX_DATE.match(value) if type(value) is str else None
         if m is not None:
@@ -81,18 +83,12 @@ def lexical_error(value, datatype):
                     return None
             except ValueError:
                 pass
-        return f"{json_text(value)} is not a date (YYYY-MM-DD)"
+        return f"{json.dumps(value)} is not a date (YYYY-MM-DD)"
     if datatype == _XSD + "boolean":
         if type(value) is bool or value in ("true", "false", "1", "0"):
             return None
-        return f"{json_text(value)} is not true or false"
+        return f"{json.dumps(value)} is not true or false"
     return None
-
-
-def json_text(value):
-    import json
-
-    return json.dumps(value)
 
 
 class Fallback(Exception):
@@ -112,6 +108,7 @@ class ContextWriter:
     def __init__(self, context: dict):
         self.prefixes = {k: v for k, v in context.items()
                          if isinstance(v, str) and not k.startswith("@") and v.endswith(("/", "#"))}
+        self.names = frozenset(k for k in context if not k.startswith("@"))  # every term, for the key check
         self.terms = {}
         self.term_iris = {}
         self.datatype_of = {}   # every term whose values the context types with a datatype

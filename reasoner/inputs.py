@@ -22,10 +22,8 @@ from rdflib import Graph, URIRef
 from rdflib.namespace import RDF
 
 from .errors import InputError
-from .fastinput import lexical_error
+from .fastinput import XSD_NS, ContextWriter, lexical_error
 from .vocab import CPTKG, DATA
-
-XSD_NS = "http://www.w3.org/2001/XMLSchema#"
 
 
 class Record:
@@ -78,14 +76,13 @@ def writer_for(context: dict):
     """The compiled context (reasoner.fastinput.ContextWriter), made once per context."""
     w = _WRITERS.get(id(context))
     if w is None or w[0] is not context:
-        from .fastinput import ContextWriter
-
         w = _WRITERS[id(context)] = (context, ContextWriter(context))
     return w[1]
 
 
 def _check_keys(obj, terms, file, record, prefix=""):
-    """Every key a term of the context; every value of a datatyped term a valid literal of it."""
+    """Every key a term of the context; every value of a datatyped term a valid literal of it
+    (terms: the compiled context, writer_for)."""
     if isinstance(obj, list):
         for i, item in enumerate(obj):
             _check_keys(item, terms, file, record, f"{prefix}[{i}].")
@@ -96,7 +93,7 @@ def _check_keys(obj, terms, file, record, prefix=""):
     for key, value in obj.items():
         if key.startswith("@"):
             continue
-        if key not in terms:
+        if key not in terms.names:
             raise InputError(f"unknown field '{key}' (known fields are the terms of ontology/context.jsonld)",
                              file=file, record=record, field=f"{prefix}{key}")
         dt = datatype_of.get(key)
@@ -111,24 +108,6 @@ def _check_keys(obj, terms, file, record, prefix=""):
     for key, value in obj.items():  # the object's own fields first, then what it holds
         if isinstance(value, (dict, list)) and not key.startswith("@"):
             _check_keys(value, terms, file, record, f"{prefix}{key}" + ("" if isinstance(value, list) else "."))
-
-
-class _Terms(set):
-    """The context's term names, with the datatype each declares (reasoner.fastinput)."""
-
-    def __init__(self, context):
-        super().__init__(k for k in context if not k.startswith("@"))
-        self.datatype_of = writer_for(context).datatype_of
-
-
-_TERMS = {}
-
-
-def context_terms(context):
-    hit = _TERMS.get(id(context))
-    if hit is None or hit[0] is not context:
-        hit = _TERMS[id(context)] = (context, _Terms(context))
-    return hit[1]
 
 
 def _json_to_graph(obj: dict, context: dict, base: str, file, record) -> Graph:
@@ -260,7 +239,7 @@ def _graph_record(kind, path, n, obj, context, terms, base, index):
 def record_from_object(obj, kind: str, context_path: Path, file="<inline>", index=0):
     """One record from an already-parsed JSON object (test cases, the web page, the server)."""
     context = load_context(context_path)
-    terms = context_terms(context)
+    terms = writer_for(context)
     where = _FILES.get(file)
     if where is None:
         if len(_FILES) > 1000:
@@ -278,7 +257,7 @@ def read_records(path, kind: str, context_path: Path):
     if not path.exists():
         raise InputError("no such file", file=path)
     context = load_context(context_path)
-    terms = context_terms(context)
+    terms = writer_for(context)
     base = base_for(path)
     suffix = path.suffix.lower()
     if suffix in (".ttl", ".nt", ".n3"):
