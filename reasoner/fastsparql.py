@@ -269,7 +269,11 @@ class Values(Node):
         return "VALUES " + _render_tokens(self.tokens)
 
 
-class Optional(Node):
+class _GroupNode(Node):
+    """An element made of one group after a keyword (OPTIONAL, MINUS, or none)."""
+
+    KEYWORD = ""
+
     def __init__(self, group):
         self.group = group
 
@@ -277,18 +281,15 @@ class Optional(Node):
         return self.group.vars()
 
     def render(self):
-        return "OPTIONAL " + self.group.render()
+        return self.KEYWORD + self.group.render()
 
 
-class Minus(Node):
-    def __init__(self, group):
-        self.group = group
+class Optional(_GroupNode):
+    KEYWORD = "OPTIONAL "
 
-    def vars(self):
-        return self.group.vars()
 
-    def render(self):
-        return "MINUS " + self.group.render()
+class Minus(_GroupNode):
+    KEYWORD = "MINUS "
 
 
 class GraphElem(Node):
@@ -644,17 +645,8 @@ Group.as_branch = _as_branch
 Group.as_group = _as_branch
 
 
-class _NestedGroup(Node):
+class _NestedGroup(_GroupNode):
     """A plain nested { ... } group (a join with the group around it)."""
-
-    def __init__(self, group):
-        self.group = group
-
-    def vars(self):
-        return self.group.vars()
-
-    def render(self):
-        return self.group.render()
 
 
 def parse_query(text):
