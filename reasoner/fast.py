@@ -86,6 +86,10 @@ from .vocab import CPTKG, SH
 SEVERITY = {SH.Violation: "violation", SH.Warning: "warning", SH.Info: "info"}
 SEVERITY_ORDER = {"violation": 0, "warning": 1, "info": 2}
 
+# How the store reads the N-Triples reasoner/fastinput.py writes: that text is valid by
+# construction (see there), so oxigraph's lenient parser takes it without checking it again.
+WRITTEN_NT = {"format": ox.RdfFormat.N_TRIPLES, "lenient": True}
+
 
 class Unsupported(ContentError):
     """A shape uses something this engine does not implement; it refuses rather than ignore it."""
@@ -1103,7 +1107,7 @@ class Engine:
         added = self.load(triples, skip=skip)
         loaded = (added, False)
         if nt and len(nt) <= self.RESET_ABOVE_LINES:
-            quads = [q for q in ox.parse("\n".join(nt), format=ox.RdfFormat.N_TRIPLES) if q not in self.base]
+            quads = [q for q in ox.parse("\n".join(nt), **WRITTEN_NT) if q not in self.base]
             self.store.extend(quads)
             added.extend(quads)
         elif nt:
@@ -1137,7 +1141,7 @@ class Engine:
         """Load N-Triples lines as they are (reasoner/fastinput.py writes only canonical literals,
         which the store keeps unchanged, so they need no codec)."""
         if lines:
-            self.store.load("\n".join(lines), format=ox.RdfFormat.N_TRIPLES)
+            self.store.load("\n".join(lines), **WRITTEN_NT)
 
     def reset(self):
         """Back to the knowledge graph alone: a new store filled from the base quads (oxigraph's

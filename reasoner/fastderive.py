@@ -55,6 +55,7 @@ from rdflib.plugins.stores.memory import SimpleMemory
 
 from . import fastsparql as fs
 from .errors import ContentError
+from .fast import WRITTEN_NT
 from .rules import MAX_PASSES, PRODUCT_TYPES, Deriver
 from .vocab import CPTKG, RULE, bind_all
 
@@ -245,7 +246,7 @@ class FastDeriver:
             else:
                 graphs.append(rec.graph)
         if nt:
-            self.store.load("\n".join(nt), format=ox.RdfFormat.N_TRIPLES, to_graph=BATCH)
+            self.store.load("\n".join(nt), to_graph=BATCH, **WRITTEN_NT)
         if graphs:
             merged = Graph()
             for g in graphs:

@@ -17,6 +17,7 @@ import csv
 import io
 import json
 from pathlib import Path
+from urllib.parse import quote
 
 from rdflib import Graph, URIRef
 from rdflib.namespace import RDF
@@ -66,7 +67,12 @@ def load_context(path: Path) -> dict:
 
 
 def base_for(path: Path) -> str:
-    return f"{DATA}{Path(path).stem}/"
+    """The IRI records of a file are named under: the file's stem, percent-encoded where it holds
+    characters an IRI cannot ("my claims.jsonl" -> .../my%20claims/)."""
+    return f"{DATA}{quote(Path(path).stem, safe=_STEM_SAFE)}/"
+
+
+_STEM_SAFE = "-._~!$&'()*+,;=@"
 
 
 _WRITERS = {}
@@ -96,6 +102,11 @@ def _check_keys(obj, terms, file, record, prefix=""):
         if key not in terms.names:
             raise InputError(f"unknown field '{key}' (known fields are the terms of ontology/context.jsonld)",
                              file=file, record=record, field=f"{prefix}{key}")
+        for i, v in enumerate(value if isinstance(value, list) else [value]):
+            if isinstance(v, str) and not v.isascii() and _unpaired_surrogate(v):
+                at = f"{prefix}{key}" + (f"[{i}]" if isinstance(value, list) else "")
+                raise InputError("not valid Unicode text (an unpaired surrogate, \\ud800-\\udfff)",
+                                 file=file, record=record, field=at)
         dt = datatype_of.get(key)
         if dt is not None:
             for i, v in enumerate(value if isinstance(value, list) else [value]):
@@ -108,6 +119,14 @@ def _check_keys(obj, terms, file, record, prefix=""):
     for key, value in obj.items():  # the object's own fields first, then what it holds
         if isinstance(value, (dict, list)) and not key.startswith("@"):
             _check_keys(value, terms, file, record, f"{prefix}{key}" + ("" if isinstance(value, list) else "."))
+
+
+def _unpaired_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return False
+    except UnicodeEncodeError:
+        return True
 
 
 def _json_to_graph(obj: dict, context: dict, base: str, file, record) -> Graph:

@@ -145,3 +145,19 @@ def test_cli_batch_validate_and_derive(tmp_path):
     r = subprocess.run([sys.executable, "-m", "reasoner.cli", "explain", str(res), "--encounter", "enc-lp-2019"],
                        cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0 and "Report 77003-26" in r.stdout and "enc-tfesi" not in r.stdout
+
+
+@pytest.mark.parametrize("engine", ["fast", "reference"])
+def test_file_name_not_an_iri_and_unpaired_surrogate(tmp_path, engine):
+    """A file name with a space names its records under a percent-encoded IRI (both engines once
+    stopped with an internal error); a JSON string holding an unpaired surrogate escape is an input
+    error naming its field, and the claim after it is still validated."""
+    p = tmp_path / "my claims ü.jsonl"
+    claim = {"id": "S1", "dateOfService": "2024-03-15", "placeOfService": "19", "claimType": "professional",
+             "lines": [{"code": "72265", "units": 1}]}
+    bad = dict(claim, id="S0", placeOfService="1\ud8009")
+    p.write_text(json.dumps(bad) + "\n" + json.dumps(claim) + "\n")
+    res = run_claims([p], engine=engine)
+    assert [r["status"] for r in res] == ["error", "violation"], res
+    assert res[0]["error"]["field"] == "placeOfService" and "surrogate" in res[0]["error"]["error"]
+    assert res[1]["findings"][0]["focus"].startswith("https://w3id.org/cptkg/data/my%20claims%20%C3%BC/")

@@ -140,3 +140,15 @@ def test_ill_typed_values_are_input_errors(kind, change, field):
     ok = dict(obj, **({"dateOfService": "2024-06-03"} if "dateOfService" in change else {}))
     if kind == "claim" and "dateOfService" in change:
         assert record_from_object(ok, kind, engine()[0].content.context, file="in.json").error is None
+
+
+def test_writer_takes_only_plain_bases_and_valid_unicode():
+    """What the writer gives is read by the store without checks (reasoner/fast.py WRITTEN_NT), so it
+    refuses a base that is not a plain IRI and a string with an unpaired surrogate."""
+    context = load_context(engine()[0].content.context)
+    w = writer_for(context)
+    claim = _prepare_claim(json.loads(json.dumps(BASE_CLAIM)), "in.json", 0)[1]
+    assert w.write(claim, "https://w3id.org/cptkg/data/in/") is not None
+    assert w.write(claim, "https://w3id.org/cptkg/data/my claims/") is None
+    assert w.write(dict(claim, placeOfService="1\ud8001"), "https://w3id.org/cptkg/data/in/") is None
+    assert base_for(ROOT / "my claims.json") == "https://w3id.org/cptkg/data/my%20claims/"
