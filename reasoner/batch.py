@@ -12,6 +12,7 @@ conversion runs in parallel too.
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
 import os
@@ -251,6 +252,13 @@ def _init_worker(root, overlays, kind, engine, encoding=None):
     else:
         _WORKER["deriver"] = make_deriver(kb, engine)
         _WORKER["checker"] = make_checker(kb, engine)
+    # The knowledge graph, the shapes and the compiled queries live as long as the worker: out of
+    # the collector's sight, so that its full collections stop walking them again and again (they
+    # took a tenth of a worker's time: measured 1,560 -> 1,340 us an encounter, 316 -> 285 us a
+    # claim), and collected less often, since a chunk makes many short-lived objects.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 def make_deriver(kb, engine):

@@ -61,6 +61,7 @@ from .vocab import CPTKG, RULE, bind_all
 
 BATCH = ox.NamedNode("urn:cptkg:graph:batch")
 DERIVED = ox.NamedNode("urn:cptkg:graph:derived")
+_DERIVED_NQ = str(DERIVED)
 _RDF_TYPE = ox.NamedNode(str(RDF.type))
 _DERIVED_BY = ox.NamedNode(str(CPTKG.derivedBy))
 _PRODUCTS = {ox.NamedNode(str(t)) for t in PRODUCT_TYPES}
@@ -179,6 +180,7 @@ class FastDeriver:
         base = ox.Store()
         load_graph(base, kb.graph)
         self._base = list(base)
+        self._known_base = {q.triple for q in self._base}
         self._renew()
 
     def _renew(self):
@@ -198,7 +200,10 @@ class FastDeriver:
         return any(changed.get(k, -1) > last for k in reads)
 
     def _run(self, rules, state):
-        seen, derived = state["seen"], state["derived"]
+        """Run rules until none adds a triple. A triple is new when this batch's rules have not
+        made it (seen) and the store held it neither in the knowledge graph nor in the batch
+        (known: the same as asking the store, without making a quad per row)."""
+        seen, derived, known = state["seen"], state["derived"], state["known"]
         for _ in range(MAX_PASSES):
             grew = False
             for rule_id, text in rules:
@@ -209,30 +214,32 @@ class FastDeriver:
                     triples = list(self.store.query(text, use_default_graph_as_union=True))
                 except (SyntaxError, OSError, ValueError) as exc:
                     raise ContentError(f"rule failed on the fast engine: {exc}") from exc
-                new = []
-                for t in triples:
-                    key = (t.subject, t.predicate, t.object)
-                    if key not in seen:
-                        seen.add(key)
-                        if (ox.Quad(t.subject, t.predicate, t.object, _DEFAULT) not in self.store
-                                and ox.Quad(t.subject, t.predicate, t.object, BATCH) not in self.store):
-                            new.append(t)
-                if not new:
+                # ox.Triple hashes by value at a fraction of the cost of reading its terms out
+                # (each attribute read makes a new Python object), so rows are compared whole
+                uniq = dict.fromkeys(triples)
+                fresh = [t for t in uniq if t not in seen and t not in known]
+                seen.update(uniq)
+                if not fresh:
                     continue
                 grew = True
                 rule_iri = ox.NamedNode(str(RULE[rule_id]))
-                for t in triples:  # as the reference: every product node the rule constructs
+                new = list(fresh)
+                for t in uniq:  # as the reference: every product node the rule constructs
                     if t.predicate == _RDF_TYPE and t.object in _PRODUCTS:
-                        key = (t.subject, _DERIVED_BY, rule_iri)
+                        key = ox.Triple(t.subject, _DERIVED_BY, rule_iri)
                         if key not in seen:
                             seen.add(key)
-                            new.append(ox.Triple(*key))
+                            new.append(key)
                 state["tick"] += 1
+                changed, tick = state["changed"], state["tick"]
                 for t in new:
-                    derived.append((t.subject, t.predicate, t.object))
                     for k in _keys(t):
-                        state["changed"][k] = state["tick"]
-                self.store.extend([ox.Quad(t.subject, t.predicate, t.object, DERIVED) for t in new])
+                        changed[k] = tick
+                derived.extend(new)
+                # into the derived graph as N-Quads text, blank node ids kept: a tenth of the cost
+                # of making an ox.Quad from each triple's terms
+                self.store.extend(ox.parse("\n".join(f"{t} {_DERIVED_NQ} ." for t in new),
+                                           format=ox.RdfFormat.N_QUADS, rename_blank_nodes=False))
             if not grew:
                 return
         raise ContentError(f"rules do not settle after {MAX_PASSES} passes: {', '.join(r for r, _ in rules)}")
@@ -260,7 +267,9 @@ class FastDeriver:
         if self._loaded > RENEW:
             self._renew()
         self._load(records)
-        state = {"seen": set(), "derived": [], "ran": {}, "changed": {}, "tick": 0}
+        known = set(self._known_base)
+        known.update(q.triple for q in self.store.quads_for_pattern(None, None, None, BATCH))
+        state = {"seen": set(), "derived": [], "ran": {}, "changed": {}, "tick": 0, "known": known}
         try:
             for rules in self.stages:
                 self._run(rules, state)
@@ -281,6 +290,7 @@ class FastDeriver:
     def _split(self, records, triples):
         """Group derived triples by encounter: lines link to it; suppressions and modifier
         assignments link to lines; provenance follows its subject."""
+        triples = [(t.subject, t.predicate, t.object) for t in triples]
         by_subject = {}
         for s, p, o in triples:
             by_subject.setdefault(s, []).append((s, p, o))
