@@ -89,12 +89,68 @@ def to_rdflib(term):
 class Derivation(Graph):
     """The graph of one encounter's derivation. Its namespace bindings (vocab.bind_all, as the
     reference's graph has them) are made when first asked for: binding the prefixes of a new
-    rdflib graph costs more than deriving the encounter, and most derivations are only read. Its
-    store is rdflib's SimpleMemory (triples, no named graphs: all a derivation holds), which adds
-    triples in half the time of the default store."""
+    rdflib graph costs more than deriving the encounter, and most derivations are only read.
+
+    Its triples are kept as a list until a caller uses the graph as rdflib does (iterates it,
+    serializes it, asks for a pattern): only then are they put in rdflib's SimpleMemory store.
+    The summary of a batch run reads a derivation through subjects/objects/value alone, which are
+    answered from two small indexes in the order SimpleMemory would give (insertion order), so
+    most derivations never build a store."""
 
     def __init__(self):
+        self._pending = []      # triples not yet in the store (None once they are)
+        self._spo = self._pos = None
         super().__init__(store=SimpleMemory())
+
+    # rdflib's Graph reaches its store through this (name-mangled) attribute
+    @property
+    def _Graph__store(self):
+        store = self.__dict__["_real_store"]
+        pending = self.__dict__.get("_pending")
+        if pending:
+            self._pending = None
+            self._spo = self._pos = None
+            for t in pending:
+                store.add(t, self)
+        else:
+            self._pending = None
+        return store
+
+    @_Graph__store.setter
+    def _Graph__store(self, store):
+        self.__dict__["_real_store"] = store
+
+    def add_derived(self, triple):
+        """Add a triple made by the engine from terms it made (no checks, as Graph.add would do)."""
+        if self._pending is not None:
+            self._pending.append(triple)
+            self._spo = self._pos = None
+        else:
+            self.store.add(triple, self)
+
+    def _indexes(self):
+        if self._spo is None:
+            spo, pos = {}, {}
+            for s_, p, o in self._pending:
+                spo.setdefault(s_, {}).setdefault(p, {})[o] = None
+                pos.setdefault(p, {}).setdefault(o, {})[s_] = None
+            self._spo, self._pos = spo, pos
+        return self._spo, self._pos
+
+    def subjects(self, predicate=None, object=None, unique=False):
+        if self._pending is None or predicate is None or object is None:
+            return super().subjects(predicate, object, unique)
+        return iter(list(self._indexes()[1].get(predicate, {}).get(object, ())))
+
+    def objects(self, subject=None, predicate=None, unique=False):
+        if self._pending is None or subject is None or predicate is None:
+            return super().objects(subject, predicate, unique)
+        return iter(list(self._indexes()[0].get(subject, {}).get(predicate, ())))
+
+    def value(self, subject=None, predicate=RDF.value, object=None, default=None, any=True):
+        if self._pending is None or subject is None or predicate is None or object is not None or not any:
+            return super().value(subject, predicate, object, default, any)
+        return next(self.objects(subject, predicate), default)
 
     @property
     def namespace_manager(self):
@@ -322,7 +378,7 @@ class FastDeriver:
                     target = next(iter(graphs.values()))
                 else:
                     continue
-            add = target.store.add  # what Graph.add does, less its checks of terms made here
+            add = target.add_derived
             for s, p, o in by_subject.get(subject, []):
-                add((term(s), term(p), term(o)), target)
+                add((term(s), term(p), term(o)))
         return graphs

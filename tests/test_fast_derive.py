@@ -106,3 +106,27 @@ def test_every_rule_pattern_is_read():
         fast = FastDeriver(engine(overlays)[0])
         unread = [r for r, keys in fast.reads.items() if keys is None]
         assert not unread, overlays
+
+
+def test_derivation_reads_before_and_after_its_store_is_built():
+    """A derivation answers subjects/objects/value from its own indexes until the graph is used as
+    rdflib uses it; the answers, in order, are those of a plain rdflib graph of the same triples."""
+    from rdflib import Graph, Literal, URIRef
+
+    from reasoner.fastderive import Derivation
+
+    ex = lambda n: URIRef(f"https://example.org/{n}")
+    triples = [(ex("l1"), ex("code"), ex("c1")), (ex("l1"), ex("act"), ex("a2")), (ex("l1"), ex("act"), ex("a1")),
+               (ex("l2"), ex("code"), ex("c1")), (ex("l2"), ex("units"), Literal(2))]
+    plain, d = Graph(), Derivation()
+    for t in triples:
+        plain.add(t)
+        d.add_derived(t)
+    asks = [("subjects", (ex("code"), ex("c1"))), ("objects", (ex("l1"), ex("act"))), ("value", (ex("l2"), ex("units"))),
+            ("value", (ex("l3"), ex("units"))), ("objects", (ex("l9"), ex("act")))]
+    answers = [list(getattr(d, m)(*a)) if m != "value" else d.value(*a) for m, a in asks]
+    assert d._pending is not None, "reading through subjects/objects/value must not build the store"
+    assert answers == [list(getattr(plain, m)(*a)) if m != "value" else plain.value(*a) for m, a in asks]
+    assert len(d) == 5 and d._pending is None and set(d) == set(plain)
+    d.add_derived((ex("l3"), ex("units"), Literal(1)))
+    assert d.value(ex("l3"), ex("units")) == Literal(1) and len(d) == 6
