@@ -450,6 +450,8 @@ def build_parser():
     sv.add_argument("--cors-origin", default="*", help="Access-Control-Allow-Origin (default *)")
     sv.add_argument("--store", help="build the Oxigraph store in this new folder and keep it (default: a temp folder)")
     sv.add_argument("--quiet", action="store_true", help="no access log")
+    sv.add_argument("--engine", choices=("reference", "fast"), default="fast",
+                    help="the engine behind POST /derive, as for `cptkg derive` (default fast)")
     sv.set_defaults(func=cmd_serve)
 
     ex = sub.add_parser("export", help="the knowledge graph and data files as N-Quads, for any SPARQL store")

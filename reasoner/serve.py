@@ -634,11 +634,13 @@ def _json(status, obj):
 
 
 class DeriveService:
-    """The reference engine (rdflib) behind POST /derive; one derivation at a time (it works on the
-    shared knowledge graph in place)."""
+    """The engine behind POST /derive: the one `cptkg derive` uses by default (fast: the same rules
+    on pyoxigraph, engine="reference" for rdflib), one request at a time (a request's
+    encounters are derived as one batch in the engine's store)."""
 
-    def __init__(self, kb, max_encounters=100):
+    def __init__(self, kb, max_encounters=100, engine="fast"):
         self.kb = kb
+        self.engine = engine
         self.max_encounters = max_encounters
         self.lock = threading.Lock()
         self._deriver = None
@@ -660,10 +662,9 @@ class DeriveService:
             raise CptkgError(f"at most {self.max_encounters} encounters a request (got {len(items)})")
         with self.lock:
             if self._deriver is None:
-                from .rules import Deriver
-                from .validate import EncounterChecker
+                from .batch import make_checker, make_deriver
 
-                self._deriver, self._checker = Deriver(self.kb), EncounterChecker(self.kb)
+                self._deriver, self._checker = make_deriver(self.kb, self.engine), make_checker(self.kb, self.engine)
             records = [record_from_object(obj, "encounter", self.kb.content.context, file="posted", index=i)
                        for i, obj in enumerate(items)]
             ids = [r.id for r in records]
@@ -794,7 +795,8 @@ def _page(title, body):
 
 
 class App:
-    def __init__(self, kb, gateway, token=None, cors_origin="*", quiet=False, max_body=1 << 20, stats=None):
+    def __init__(self, kb, gateway, token=None, cors_origin="*", quiet=False, max_body=1 << 20, stats=None,
+                 derive_engine="fast"):
         self.kb = kb
         self.content = kb.content
         self.gateway = gateway
@@ -802,7 +804,7 @@ class App:
         self.cors_origin = cors_origin
         self.quiet = quiet
         self.max_body = max_body
-        self.derive = DeriveService(kb)
+        self.derive = DeriveService(kb, engine=derive_engine)
         self.stats = stats or {}
 
     def authorised(self, handler, params):
@@ -1025,8 +1027,10 @@ class Server:
     """The store, the engine and the front; `start()` returns once the endpoint answers."""
 
     def __init__(self, kb, data=(), host="127.0.0.1", port=8080, store=None, timeout=10.0, max_results=10000,
-                 token=None, max_concurrent=8, memory_mb=4096, cors_origin="*", quiet=False, log=None):
+                 token=None, max_concurrent=8, memory_mb=4096, cors_origin="*", quiet=False, log=None,
+                 derive_engine="fast"):
         self.kb, self.data = kb, list(data)
+        self.derive_engine = derive_engine
         self.host, self.port = host, port
         self.store, self._tmp = store, None
         self.timeout, self.max_results, self.token = timeout, max_results, token
@@ -1050,7 +1054,8 @@ class Server:
             self.engine = Engine(location, self.timeout, self.memory_mb, oxigraph, self.log)
             self.engine.start()
             gateway = Gateway(self.engine, self.timeout, self.max_results, self.max_concurrent)
-            app = App(self.kb, gateway, self.token, self.cors_origin, self.quiet, stats=self.stats)
+            app = App(self.kb, gateway, self.token, self.cors_origin, self.quiet, stats=self.stats,
+                      derive_engine=self.derive_engine)
             handler = type("BoundHandler", (Handler,), {"app": app})
             try:
                 self.httpd = ThreadingHTTPServer((self.host, self.port), handler)
@@ -1094,7 +1099,8 @@ def run_server(kb, args):
     token = args.token or os.environ.get("CPTKG_TOKEN") or None
     server = Server(kb, args.files, host=args.host, port=args.port, store=args.store, timeout=args.timeout,
                     max_results=args.max_results, token=token, max_concurrent=args.max_concurrent,
-                    memory_mb=args.memory_limit, cors_origin=args.cors_origin, quiet=args.quiet)
+                    memory_mb=args.memory_limit, cors_origin=args.cors_origin, quiet=args.quiet,
+                    derive_engine=getattr(args, "engine", "fast"))
     stopping = threading.Event()
 
     def on_term(signum, frame):
