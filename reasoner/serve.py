@@ -280,6 +280,13 @@ def _resident_mb(pid):
         return None
 
 
+# The engine is told to stop when the thread that started it (the supervisor, which lives as long
+# as the front) is gone, so a front killed outright (SIGKILL, out of memory) does not leave it
+# running: util-linux setpriv sets the parent-death signal and executes the engine in its place.
+_SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+_DIES_WITH_PARENT = [_SETPRIV, "--pdeathsig", "TERM", "--"] if _SETPRIV else []
+
+
 class Engine:
     """An `oxigraph serve-read-only` process on a loopback port, restarted when it must be: it died,
     a query outlived its time limit (`recycle`), or its resident memory passed `memory_mb`.
@@ -320,8 +327,8 @@ class Engine:
         last = None
         for _ in range(3):
             port = _free_port()
-            cmd = [self.binary, "serve-read-only", "--location", str(self.location), "--bind", f"127.0.0.1:{port}",
-                   "--union-default-graph", "--timeout-s", str(self.timeout_s)]
+            cmd = [*_DIES_WITH_PARENT, self.binary, "serve-read-only", "--location", str(self.location),
+                   "--bind", f"127.0.0.1:{port}", "--union-default-graph", "--timeout-s", str(self.timeout_s)]
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log or subprocess.DEVNULL,
                                     stderr=subprocess.STDOUT, start_new_session=True)
             deadline = time.monotonic() + 30

@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -52,6 +53,38 @@ def token_server():
     proc, url = _spawn("--quiet", "--token", "s3cret")
     yield url
     stop_spawned(proc)
+
+
+def _children(pid):
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists() or not shutil.which("setpriv"),
+                    reason="the parent-death signal is set with Linux's setpriv")
+def test_engine_stops_when_the_front_is_killed_outright():
+    """A front killed with SIGKILL (no chance to stop its engine) does not leave Oxigraph running."""
+    proc, url = _spawn("--quiet")
+    try:
+        engines = [c for c in _children(proc.pid) if "oxigraph" in Path(f"/proc/{c}/cmdline").read_text()]
+        assert len(engines) == 1, engines
+        proc.kill()
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{engines[0]}").exists() and time.monotonic() < deadline:
+            try:  # reaped by init once it exits; a zombie counts as stopped
+                if Path(f"/proc/{engines[0]}/stat").read_text().split(") ")[1][0] == "Z":
+                    break
+            except (FileNotFoundError, IndexError):
+                break
+            time.sleep(0.05)
+        alive = Path(f"/proc/{engines[0]}").exists() and Path(f"/proc/{engines[0]}/stat").read_text().split(") ")[1][0] != "Z"
+        assert not alive, "the engine outlived its front"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def call(url, data=None, headers=None, method=None, timeout=60):
