@@ -29,88 +29,19 @@ _LINE = None  # cptkg:line, set on first use (keeps rdflib out of the readers' i
 # ---------------------------------------------------------------------------------------------
 # readers: yield (file, line, obj) or (file, line, InputError)
 
-def _csv_claims(path):
-    from .inputs import CSV_COLUMNS, INT_FIELDS
-
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        reader = csv.reader(fh)
-        try:
-            header = next(reader)
-        except StopIteration:
-            yield path, 1, InputError("empty CSV file", file=path, line=1)
-            return
-        keys = []
-        for name in header:
-            key = CSV_COLUMNS.get(name.strip().lower().replace(" ", "_"))
-            if key is None:
-                yield path, 1, InputError(f"unknown column '{name}'", file=path, line=1, field=name)
-                return
-            keys.append((name, key))
-        if "claimId" not in [k for _, k in keys] or "code" not in [k for _, k in keys]:
-            yield path, 1, InputError("CSV needs the columns claim_id and code", file=path, line=1)
-            return
-        current, first_line, lines, seen = None, None, [], set()
-        bad_claims = {}
-        row_no = 1
-        for row in reader:
-            row_no = reader.line_num
-            if not any(cell.strip() for cell in row):
-                continue
-            line, err = {}, None
-            if len(row) != len(keys):
-                err = InputError(f"{len(row)} fields, expected {len(keys)}", file=path, line=row_no)
-            else:
-                for (name, key), value in zip(keys, row):
-                    value = value.strip()
-                    if not value:
-                        continue
-                    if key in INT_FIELDS:
-                        try:
-                            value = int(value)
-                        except ValueError:
-                            err = InputError(f"'{value}' is not a whole number", file=path, line=row_no, field=name)
-                            break
-                    line[key] = value
-            cid = line.pop("claimId", None) if err is None else (row[[k for _, k in keys].index("claimId")].strip()
-                                                                    if len(row) == len(keys) else None)
-            if err is None and not cid:
-                err = InputError("no claim id", file=path, line=row_no, field="claim_id")
-            if cid != current:
-                if current is not None:
-                    yield from _emit_csv_claim(path, first_line, current, lines, bad_claims)
-                if cid in seen:
-                    err = err or InputError(f"lines of claim {cid} are not consecutive (claim seen before line {row_no})",
-                                            file=path, line=row_no, field="claim_id")
-                current, first_line, lines = cid, row_no, []
-                if cid is not None:
-                    seen.add(cid)
-            if err is not None:
-                bad_claims.setdefault(cid, err)
-            else:
-                lines.append(line)
-        if current is not None or bad_claims.get(None):
-            yield from _emit_csv_claim(path, first_line, current, lines, bad_claims)
-
-
-def _emit_csv_claim(path, first_line, cid, lines, bad_claims):
-    err = bad_claims.pop(cid, None)
-    if err is not None:
-        err.record = cid
-        yield path, first_line, err
-    elif cid is not None:
-        yield path, first_line, {"id": cid, "lines": lines}
-
-
 class RawJson(str):
     """A JSON Lines record as read: parsed in the worker, so the reading process only reads."""
 
 
 def _jsonl(path):
-    with open(path, encoding="utf-8") as fh:
+    from .inputs import not_utf8, open_text
+
+    with open_text(path) as fh:
         for n, text in enumerate(fh, 1):
             if not text.strip():
                 continue
-            yield path, n, RawJson(text)
+            bad = not_utf8(text, file=path, line=n) if not text.isascii() else None
+            yield path, n, bad if bad is not None else RawJson(text)
 
 
 def _json(path, key):
@@ -169,7 +100,6 @@ def fhir_claim(resource, file=None, line=None):
 
 
 def _fhir(path):
-    text_start = Path(path).read_text(encoding="utf-8")[:200].lstrip() if Path(path).suffix != ".ndjson" else ""
 
     def convert(resource, n):
         try:
@@ -179,6 +109,9 @@ def _fhir(path):
 
     if Path(path).suffix == ".ndjson":
         for _, n, text in _jsonl(path):
+            if isinstance(text, InputError):
+                yield path, n, text
+                continue
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError as exc:
@@ -187,7 +120,21 @@ def _fhir(path):
             yield path, n, convert(obj, n) if isinstance(obj, dict) else InputError(
                 "a FHIR resource must be a JSON object", file=path, line=n)
         return
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    from .inputs import not_utf8, read_text
+
+    text = read_text(path)
+    bad = not_utf8(text, file=path)
+    if bad is not None:
+        yield path, bad.line, bad
+        return
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        yield path, exc.lineno, InputError(f"not valid JSON: {exc.msg}", file=path, line=exc.lineno)
+        return
+    if not isinstance(data, dict):
+        yield path, None, InputError("a FHIR file holds a Bundle or a Claim resource (a JSON object)", file=path)
+        return
     if data.get("resourceType") == "Bundle":
         for i, entry in enumerate(data.get("entry", [])):
             res = entry.get("resource", {})
@@ -195,7 +142,6 @@ def _fhir(path):
                 yield path, None, convert(res, None)
     else:
         yield path, None, convert(data, None)
-    del text_start
 
 
 def _is_fhir(path):
@@ -204,7 +150,7 @@ def _is_fhir(path):
         return True
     if p.suffix != ".json":
         return False
-    with open(p, encoding="utf-8") as fh:
+    with open(p, encoding="utf-8", errors="replace") as fh:
         head = fh.read(2000)
     return '"resourceType"' in head
 
@@ -218,7 +164,9 @@ def read_raw(paths, kind):
             continue
         suffix = p.suffix.lower()
         if kind == "claim" and suffix == ".csv":
-            yield from _csv_claims(p)
+            from .inputs import csv_claims
+
+            yield from csv_claims(p)
         elif kind == "claim" and _is_fhir(p):
             yield from _fhir(p)
         elif suffix == ".jsonl":

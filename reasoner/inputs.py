@@ -59,6 +59,32 @@ class Record:
 _CONTEXT_CACHE = {}
 
 
+def read_text(path) -> str:
+    """A data file's text as UTF-8 (a byte order mark dropped). Bytes that are not UTF-8 (a
+    Latin-1 or Windows-1252 export) are kept as lone surrogates (surrogateescape), so that
+    `not_utf8` reports them with the record and field they are in, and the file's other records
+    are still read."""
+    return Path(path).read_text(encoding="utf-8-sig", errors="surrogateescape")
+
+
+def open_text(path):
+    """A data file opened for streaming, as read_text reads it."""
+    return open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
+
+
+def not_utf8(text, file=None, line=None, field=None, record=None):
+    """An InputError when text (from read_text / open_text) holds a byte that is not UTF-8."""
+    if text.isascii():
+        return None
+    for i, ch in enumerate(text):
+        if "\udc80" <= ch <= "\udcff":
+            if line is None and "\n" in text:
+                line = text.count("\n", 0, i) + 1
+            return InputError(f"not UTF-8 text (byte 0x{ord(ch) - 0xDC00:02X}); save the file as UTF-8",
+                              file=file, line=line, field=field, record=record)
+    return None
+
+
 def load_context(path: Path) -> dict:
     key = str(path)
     if key not in _CONTEXT_CACHE:
@@ -142,16 +168,23 @@ def _json_to_graph(obj: dict, context: dict, base: str, file, record) -> Graph:
 
 def _records_from_json(path: Path):
     """Top level: an object with "encounters" or "claims", a single record object, or an array."""
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
     if path.suffix == ".jsonl":
         for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
+                continue
+            bad = not_utf8(line, file=path, line=n)
+            if bad is not None:
+                yield n, bad
                 continue
             try:
                 yield n, json.loads(line)
             except json.JSONDecodeError as exc:
                 yield n, InputError(f"not valid JSON: {exc.msg}", file=path, line=n)
         return
+    bad = not_utf8(text, file=path)
+    if bad is not None:
+        raise bad
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -285,9 +318,9 @@ def read_records(path, kind: str, context_path: Path):
     if suffix == ".csv":
         if kind != "claim":
             raise InputError("CSV holds claim lines; describe encounters in JSON or Turtle", file=path)
-        for index, (n, obj) in enumerate(_claims_from_csv(path)):
+        for index, (_, n, obj) in enumerate(csv_claims(path)):
             if isinstance(obj, InputError):
-                yield Record(id=f"line {n}", file=path, line=n, error=obj)
+                yield Record(id=obj.record or f"line {n}", file=path, line=n, error=obj)
                 continue
             yield _graph_record(kind, path, n, obj, context, terms, base, index)
         return
@@ -344,49 +377,78 @@ CSV_COLUMNS = {
 INT_FIELDS = ("line", "units", "patientAge")
 
 
-def _claims_from_csv(path):
-    """Group CSV rows by claim id; yield (first row number, claim dict) or (row, InputError)."""
-    text = path.read_text(encoding="utf-8-sig")
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    if not reader.fieldnames:
-        raise InputError("empty CSV file", file=path)
-    mapping = {}
-    for name in reader.fieldnames:
-        key = CSV_COLUMNS.get(name.strip().lower().replace(" ", "_"))
-        if key is None:
-            raise InputError(f"unknown column '{name}' (known: {', '.join(sorted(set(CSV_COLUMNS)))})",
-                             file=path, line=1, field=name)
-        mapping[name] = key
-    for need in ("claimId", "code"):
-        if need not in mapping.values():
-            raise InputError(f"missing column for '{need}'", file=path, line=1)
-    claims = {}
-    order = []
-    for row_no, row in enumerate(reader, 2):
-        line = {}
+def csv_claims(path):
+    """The claims of a CSV file, streaming: one row per claim line, the lines of a claim consecutive.
+    Yields (path, first line number, claim dict) or (path, line number, InputError); a claim with a
+    bad row is one error (its first), and every claim is answered."""
+    with open_text(path) as fh:
+        reader = csv.reader(fh)
         try:
-            for name, value in row.items():
-                if name is None:
-                    raise InputError("more fields than columns", file=path, line=row_no)
-                key = mapping[name]
-                value = (value or "").strip()
-                if value == "":
-                    continue
-                if key in INT_FIELDS:
-                    try:
-                        value = int(value)
-                    except ValueError:
-                        raise InputError(f"'{value}' is not a whole number", file=path, line=row_no, field=name)
-                line[key] = value
-            cid = line.pop("claimId", None)
-            if not cid:
-                raise InputError("no claim id", file=path, line=row_no, field="claim_id")
-        except InputError as err:
-            yield row_no, err
-            continue
-        if cid not in claims:
-            claims[cid] = (row_no, {"id": cid, "lines": []})
-            order.append(cid)
-        claims[cid][1]["lines"].append(line)
-    for cid in order:
-        yield claims[cid]
+            header = next(reader)
+        except StopIteration:
+            yield path, 1, InputError("empty CSV file", file=path, line=1)
+            return
+        keys = []
+        for name in header:
+            key = CSV_COLUMNS.get(name.strip().lower().replace(" ", "_"))
+            if key is None:
+                yield path, 1, InputError(f"unknown column '{name}'", file=path, line=1, field=name)
+                return
+            keys.append((name, key))
+        if "claimId" not in [k for _, k in keys] or "code" not in [k for _, k in keys]:
+            yield path, 1, InputError("CSV needs the columns claim_id and code", file=path, line=1)
+            return
+        current, first_line, lines, seen = None, None, [], set()
+        bad_claims = {}
+        row_no = 1
+        for row in reader:
+            row_no = reader.line_num
+            if not any(cell.strip() for cell in row):
+                continue
+            line, err = {}, None
+            if len(row) != len(keys):
+                err = InputError(f"{len(row)} fields, expected {len(keys)}", file=path, line=row_no)
+            else:
+                for (name, key), value in zip(keys, row):
+                    value = value.strip()
+                    if not value:
+                        continue
+                    err = not_utf8(value, file=path, line=row_no, field=name)
+                    if err is not None:
+                        break
+                    if key in INT_FIELDS:
+                        try:
+                            value = int(value)
+                        except ValueError:
+                            err = InputError(f"'{value}' is not a whole number", file=path, line=row_no, field=name)
+                            break
+                    line[key] = value
+            cid = line.pop("claimId", None) if err is None else (row[[k for _, k in keys].index("claimId")].strip()
+                                                                    if len(row) == len(keys) else None)
+            if err is None and not cid:
+                err = InputError("no claim id", file=path, line=row_no, field="claim_id")
+            if cid != current:
+                if current is not None:
+                    yield from _emit_csv_claim(path, first_line, current, lines, bad_claims)
+                if cid in seen:
+                    err = err or InputError(f"lines of claim {cid} are not consecutive (claim seen before line {row_no})",
+                                            file=path, line=row_no, field="claim_id")
+                current, first_line, lines = cid, row_no, []
+                if cid is not None:
+                    seen.add(cid)
+            if err is not None:
+                bad_claims.setdefault(cid, err)
+            else:
+                lines.append(line)
+        if current is not None or bad_claims.get(None):
+            yield from _emit_csv_claim(path, first_line, current, lines, bad_claims)
+
+
+def _emit_csv_claim(path, first_line, cid, lines, bad_claims):
+    err = bad_claims.pop(cid, None)
+    if err is not None:
+        # a claim id with bytes that are not UTF-8 is named with U+FFFD in their place
+        err.record = cid.encode("utf-8", "surrogateescape").decode("utf-8", "replace") if cid else cid
+        yield path, first_line, err
+    elif cid is not None:
+        yield path, first_line, {"id": cid, "lines": lines}

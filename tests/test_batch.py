@@ -161,3 +161,36 @@ def test_file_name_not_an_iri_and_unpaired_surrogate(tmp_path, engine):
     assert [r["status"] for r in res] == ["error", "violation"], res
     assert res[0]["error"]["field"] == "placeOfService" and "surrogate" in res[0]["error"]["error"]
     assert res[1]["findings"][0]["focus"].startswith("https://w3id.org/cptkg/data/my%20claims%20%C3%BC/")
+
+
+def test_bytes_that_are_not_utf8_are_errors_of_their_record(tmp_path):
+    """A Latin-1 byte (a payer's Windows export) is an input error naming the file, line and field of
+    the record it is in; the file's other records are validated (it once stopped the whole run)."""
+    from reasoner.inputs import read_records
+    from harness import engine
+
+    csv_path = tmp_path / "latin.csv"
+    csv_path.write_bytes((CSV_HEAD + "A,1,62273,1,,2024-01-02,11,professional\n"
+                          "B,1,77003,1,,2024-01-02,11,professional\n"
+                          "B,2,20610,1,,2024-01-02,11,caf\xe9\n"
+                          "C\xe9,1,20610,1,,2024-01-02,11,professional\n"
+                          "D,1,20610,1,,2024-01-02,11,professional\n").encode("latin-1"))
+    res = run_claims([csv_path])
+    assert [(r["claim"], r["status"]) for r in res] == [
+        ("A", "conforms"), ("B", "error"), ("C\ufffd", "error"), ("D", "conforms")]
+    assert (res[1]["error"]["line"], res[1]["error"]["field"]) == (4, "claim_type")
+    assert "byte 0xE9" in res[1]["error"]["error"] and res[2]["error"]["field"] == "claim_id"
+    records = list(read_records(csv_path, "claim", engine()[0].content.context))  # the non-streaming reader
+    assert [r.error is None for r in records] == [True, False, False, True]
+    nd = tmp_path / "claims.ndjson"
+    good = {"resourceType": "Claim", "id": "N1", "type": {"coding": [{"code": "professional"}]},
+            "billablePeriod": {"start": "2024-01-02"},
+            "item": [{"sequence": 1, "productOrService": {"coding": [{"code": "77003"}]}}]}
+    nd.write_bytes(json.dumps(dict(good, id="N\xe9"), ensure_ascii=False).encode("utf-8").replace(b"\xc3\xa9", b"\xe9")
+                   + b"\n" + json.dumps(good).encode() + b"\n")
+    jl = tmp_path / "claims.jsonl"
+    jl.write_bytes(b'{"id": "J\xe9", "lines": [{"code": "77003"}]}\n{"id": "J2", "lines": [{"code": "77003"}]}\n')
+    for path in (nd, jl):
+        res = run_claims([path])
+        assert [r["status"] for r in res] == ["error", "violation"], (path.name, res)
+        assert res[0]["error"]["line"] == 1 and "not UTF-8" in res[0]["error"]["error"]
