@@ -120,28 +120,28 @@ def _fhir(path):
             yield path, n, convert(obj, n) if isinstance(obj, dict) else InputError(
                 "a FHIR resource must be a JSON object", file=path, line=n)
         return
-    from .inputs import not_utf8, read_text
+    from . import jsonstream
+    from .inputs import _not_utf8_value, open_text
 
-    text = read_text(path)
-    bad = not_utf8(text, file=path)
-    if bad is not None:
-        yield path, bad.line, bad
-        return
+    # a Bundle's entries one at a time (jsonstream), each Claim with the line it starts on
+    listed = False
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        yield path, exc.lineno, InputError(f"not valid JSON: {exc.msg}", file=path, line=exc.lineno)
-        return
-    if not isinstance(data, dict):
-        yield path, None, InputError("a FHIR file holds a Bundle or a Claim resource (a JSON object)", file=path)
-        return
-    if data.get("resourceType") == "Bundle":
-        for i, entry in enumerate(data.get("entry", [])):
-            res = entry.get("resource", {})
-            if res.get("resourceType") == "Claim":
-                yield path, None, convert(res, None)
-    else:
-        yield path, None, convert(data, None)
+        with open_text(path) as fh:
+            for what, line, value in jsonstream.records(fh, ("entry",)):
+                if isinstance(value, jsonstream.NotUtf8):
+                    yield path, line, _not_utf8_value(value, path, line)
+                elif what == "item":
+                    listed = True
+                    res = value.get("resource") if isinstance(value, dict) else None
+                    if not isinstance(res, dict):
+                        yield path, line, InputError("a Bundle entry must hold a resource object", file=path, line=line)
+                    elif res.get("resourceType") == "Claim":
+                        yield path, line, convert(res, line)
+                elif not listed and value.get("resourceType") != "Bundle":
+                    bad = next((v for v in value.values() if isinstance(v, jsonstream.NotUtf8)), None)
+                    yield path, 1, _not_utf8_value(bad, path, 1) if bad is not None else convert(value, None)
+    except jsonstream.JsonError as exc:
+        yield path, exc.line, InputError(f"not valid JSON: {exc.msg}", file=path, line=exc.line)
 
 
 def _is_fhir(path):

@@ -22,6 +22,7 @@ from urllib.parse import quote
 from rdflib import Graph, URIRef
 from rdflib.namespace import RDF
 
+from . import jsonstream
 from .errors import InputError
 from .fastinput import XSD_NS, ContextWriter, lexical_error
 from .vocab import CPTKG, DATA
@@ -166,45 +167,48 @@ def _json_to_graph(obj: dict, context: dict, base: str, file, record) -> Graph:
     return g
 
 
-def _records_from_json(path: Path):
-    """Top level: an object with "encounters" or "claims", a single record object, or an array."""
-    text = read_text(path)
-    if path.suffix == ".jsonl":
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            bad = not_utf8(line, file=path, line=n)
-            if bad is not None:
-                yield n, bad
-                continue
-            try:
-                yield n, json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield n, InputError(f"not valid JSON: {exc.msg}", file=path, line=n)
-        return
-    bad = not_utf8(text, file=path)
-    if bad is not None:
-        raise bad
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"not valid JSON: {exc.msg}", file=path, line=exc.lineno) from exc
-    if isinstance(data, dict):
-        for key in ("encounters", "claims", "@graph"):
-            if key in data:
-                items = data[key]
-                if not isinstance(items, list):
-                    raise InputError(f"'{key}' must be a list", file=path, field=key)
-                for i, item in enumerate(items):
-                    yield None, item
-                return
-        yield None, data
-    elif isinstance(data, list):
-        for item in data:
-            yield None, item
-    else:
-        raise InputError("top level must be an object or a list", file=path)
+LIST_KEYS = ("encounters", "claims", "@graph")
 
+
+def _not_utf8_value(value, file, line=None):
+    return InputError(f"not UTF-8 text (byte 0x{value.byte:02X}); save the file as UTF-8", file=file, line=line)
+
+
+def _records_from_json(path: Path):
+    """Top level: an object with "encounters" or "claims", a single record object, or an array.
+    Read as a stream (JSON Lines a line at a time, a document with reasoner/jsonstream.py), so a
+    file of any size is read in bounded memory. Yields (line or None, record or InputError); a
+    malformed document raises InputError after the records before the fault."""
+    if path.suffix == ".jsonl":
+        with open_text(path) as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                bad = not_utf8(line, file=path, line=n)
+                if bad is not None:
+                    yield n, bad
+                    continue
+                try:
+                    yield n, json.loads(line)
+                except json.JSONDecodeError as exc:
+                    yield n, InputError(f"not valid JSON: {exc.msg}", file=path, line=n)
+        return
+    listed = False
+    try:
+        with open_text(path) as fh:
+            for what, line, value in jsonstream.records(fh, LIST_KEYS):
+                if what == "item":
+                    listed = True
+                    yield (line, _not_utf8_value(value, path, line)) if isinstance(value, jsonstream.NotUtf8) \
+                        else (None, value)
+                elif not listed:  # an object without a list: one record, unless a list key holds something else
+                    for key in LIST_KEYS:
+                        if key in value:
+                            raise InputError(f"'{key}' must be a list", file=path, field=key)
+                    bad = next((v for v in value.values() if isinstance(v, jsonstream.NotUtf8)), None)
+                    yield (1, _not_utf8_value(bad, path)) if bad is not None else (None, value)
+    except jsonstream.JsonError as exc:
+        raise InputError(f"not valid JSON: {exc.msg}", file=path, line=exc.line) from None
 
 def _prepare_encounter(obj, file, index):
     if not isinstance(obj, dict):
