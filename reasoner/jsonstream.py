@@ -108,13 +108,16 @@ class _Stream:
             self.peek()
             line = self.line
             yield line, self.value(check=True)
-            c = self.peek()
-            self.pos += 1
-            if c == "]":
+            if self.closes("]"):
                 return
-            if c != ",":
-                self.pos -= 1
-                raise JsonError(f"expected ',' or ']', found {repr(c) if c else 'the end of the file'}", self.line)
+
+    def closes(self, closer):
+        """After a member or item: True at the closing bracket, False at a comma (both read)."""
+        c = self.peek()
+        if c not in (closer, ","):
+            raise JsonError(f"expected ',' or '{closer}', found {repr(c) if c else 'the end of the file'}", self.line)
+        self.pos += 1
+        return c == closer
 
 
 def records(fh, list_keys=(), chunk=CHUNK):
@@ -141,13 +144,8 @@ def records(fh, list_keys=(), chunk=CHUNK):
                     yield from (("item", line, v) for line, v in s.items())
                 else:
                     members[key] = s.value(check=True)
-                c = s.peek()
-                s.pos += 1
-                if c == "}":
+                if s.closes("}"):
                     break
-                if c != ",":
-                    s.pos -= 1
-                    raise JsonError(f"expected ',' or '}}', found {repr(c) if c else 'the end of the file'}", s.line)
         yield "object", 1, members
     elif c == "":
         raise JsonError("the file is empty", s.line)
