@@ -40,7 +40,7 @@ def _jsonl(path):
         for n, text in enumerate(fh, 1):
             if not text.strip():
                 continue
-            bad = not_utf8(text, file=path, line=n) if not text.isascii() else None
+            bad = not_utf8(text, file=path, line=n)
             yield path, n, bad if bad is not None else RawJson(text)
 
 
@@ -121,7 +121,7 @@ def _fhir(path):
                 "a FHIR resource must be a JSON object", file=path, line=n)
         return
     from . import jsonstream
-    from .inputs import _not_utf8_value, open_text
+    from .inputs import open_text, utf8_error
 
     # a Bundle's entries one at a time (jsonstream), each Claim with the line it starts on
     listed = False
@@ -129,7 +129,7 @@ def _fhir(path):
         with open_text(path) as fh:
             for what, line, value in jsonstream.records(fh, ("entry",)):
                 if isinstance(value, jsonstream.NotUtf8):
-                    yield path, line, _not_utf8_value(value, path, line)
+                    yield path, line, utf8_error(value.byte, path, line)
                 elif what == "item":
                     listed = True
                     res = value.get("resource") if isinstance(value, dict) else None
@@ -138,8 +138,8 @@ def _fhir(path):
                     elif res.get("resourceType") == "Claim":
                         yield path, line, convert(res, line)
                 elif not listed and value.get("resourceType") != "Bundle":
-                    bad = next((v for v in value.values() if isinstance(v, jsonstream.NotUtf8)), None)
-                    yield path, 1, _not_utf8_value(bad, path, 1) if bad is not None else convert(value, None)
+                    bad = jsonstream.NotUtf8.among(value.values())
+                    yield path, 1, utf8_error(bad.byte, path, 1) if bad is not None else convert(value, None)
     except jsonstream.JsonError as exc:
         yield path, exc.line, InputError(f"not valid JSON: {exc.msg}", file=path, line=exc.line)
 

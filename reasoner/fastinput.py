@@ -43,12 +43,20 @@ _DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 _BASE = re.compile(r"^https?://[A-Za-z0-9._~%!$&'()*+,;=:@/-]+/$")
 
 
+def valid_unicode(s: str) -> bool:
+    """False for a string holding an unpaired surrogate (a JSON escape such as "\\ud800")."""
+    if s.isascii():
+        return True
+    try:
+        s.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
 def _nt_string(s: str) -> str:
-    if not s.isascii():
-        try:
-            s.encode("utf-8")
-        except UnicodeEncodeError:  # an unpaired surrogate from a JSON escape: the reader names it
-            raise Fallback
+    if not valid_unicode(s):  # the reader names the field
+        raise Fallback
     if '"' in s or "\\" in s or any(ord(c) < 0x20 for c in s):
         out = []
         for c in s:

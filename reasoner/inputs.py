@@ -14,7 +14,6 @@ Every record yields either a graph or an InputError naming file, record and fiel
 from __future__ import annotations
 
 import csv
-import io
 import json
 from pathlib import Path
 from urllib.parse import quote
@@ -24,7 +23,7 @@ from rdflib.namespace import RDF
 
 from . import jsonstream
 from .errors import InputError
-from .fastinput import XSD_NS, ContextWriter, lexical_error
+from .fastinput import XSD_NS, ContextWriter, lexical_error, valid_unicode
 from .vocab import CPTKG, DATA
 
 
@@ -60,30 +59,29 @@ class Record:
 _CONTEXT_CACHE = {}
 
 
-def read_text(path) -> str:
-    """A data file's text as UTF-8 (a byte order mark dropped). Bytes that are not UTF-8 (a
-    Latin-1 or Windows-1252 export) are kept as lone surrogates (surrogateescape), so that
+def open_text(path):
+    """A data file opened for streaming as UTF-8 (a byte order mark dropped). Bytes that are not
+    UTF-8 (a Latin-1 or Windows-1252 export) are kept as lone surrogates (surrogateescape), so that
     `not_utf8` reports them with the record and field they are in, and the file's other records
     are still read."""
-    return Path(path).read_text(encoding="utf-8-sig", errors="surrogateescape")
-
-
-def open_text(path):
-    """A data file opened for streaming, as read_text reads it."""
     return open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
 
 
+def utf8_error(byte, file=None, line=None, field=None, record=None):
+    return InputError(f"not UTF-8 text (byte 0x{byte:02X}); save the file as UTF-8",
+                      file=file, line=line, field=field, record=record)
+
+
 def not_utf8(text, file=None, line=None, field=None, record=None):
-    """An InputError when text (from read_text / open_text) holds a byte that is not UTF-8."""
+    """An InputError when text (from open_text) holds a byte that is not UTF-8."""
     if text.isascii():
         return None
-    for i, ch in enumerate(text):
-        if "\udc80" <= ch <= "\udcff":
-            if line is None and "\n" in text:
-                line = text.count("\n", 0, i) + 1
-            return InputError(f"not UTF-8 text (byte 0x{ord(ch) - 0xDC00:02X}); save the file as UTF-8",
-                              file=file, line=line, field=field, record=record)
-    return None
+    byte, at = jsonstream.bad_byte(text)
+    if byte is None:
+        return None
+    if line is None and "\n" in text:
+        line = text.count("\n", 0, at) + 1
+    return utf8_error(byte, file=file, line=line, field=field, record=record)
 
 
 def load_context(path: Path) -> dict:
@@ -130,7 +128,7 @@ def _check_keys(obj, terms, file, record, prefix=""):
             raise InputError(f"unknown field '{key}' (known fields are the terms of ontology/context.jsonld)",
                              file=file, record=record, field=f"{prefix}{key}")
         for i, v in enumerate(value if isinstance(value, list) else [value]):
-            if isinstance(v, str) and not v.isascii() and _unpaired_surrogate(v):
+            if isinstance(v, str) and not valid_unicode(v):
                 at = f"{prefix}{key}" + (f"[{i}]" if isinstance(value, list) else "")
                 raise InputError("not valid Unicode text (an unpaired surrogate, \\ud800-\\udfff)",
                                  file=file, record=record, field=at)
@@ -148,14 +146,6 @@ def _check_keys(obj, terms, file, record, prefix=""):
             _check_keys(value, terms, file, record, f"{prefix}{key}" + ("" if isinstance(value, list) else "."))
 
 
-def _unpaired_surrogate(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-        return False
-    except UnicodeEncodeError:
-        return True
-
-
 def _json_to_graph(obj: dict, context: dict, base: str, file, record) -> Graph:
     doc = dict(obj)
     doc["@context"] = context
@@ -168,10 +158,6 @@ def _json_to_graph(obj: dict, context: dict, base: str, file, record) -> Graph:
 
 
 LIST_KEYS = ("encounters", "claims", "@graph")
-
-
-def _not_utf8_value(value, file, line=None):
-    return InputError(f"not UTF-8 text (byte 0x{value.byte:02X}); save the file as UTF-8", file=file, line=line)
 
 
 def _records_from_json(path: Path):
@@ -199,16 +185,17 @@ def _records_from_json(path: Path):
             for what, line, value in jsonstream.records(fh, LIST_KEYS):
                 if what == "item":
                     listed = True
-                    yield (line, _not_utf8_value(value, path, line)) if isinstance(value, jsonstream.NotUtf8) \
+                    yield (line, utf8_error(value.byte, path, line)) if isinstance(value, jsonstream.NotUtf8) \
                         else (None, value)
                 elif not listed:  # an object without a list: one record, unless a list key holds something else
                     for key in LIST_KEYS:
                         if key in value:
                             raise InputError(f"'{key}' must be a list", file=path, field=key)
-                    bad = next((v for v in value.values() if isinstance(v, jsonstream.NotUtf8)), None)
-                    yield (1, _not_utf8_value(bad, path)) if bad is not None else (None, value)
+                    bad = jsonstream.NotUtf8.among(value.values())
+                    yield (1, utf8_error(bad.byte, path)) if bad is not None else (None, value)
     except jsonstream.JsonError as exc:
         raise InputError(f"not valid JSON: {exc.msg}", file=path, line=exc.line) from None
+
 
 def _prepare_encounter(obj, file, index):
     if not isinstance(obj, dict):

@@ -28,10 +28,17 @@ class NotUtf8:
     def __init__(self, byte):
         self.byte = byte
 
+    @staticmethod
+    def among(values):
+        """The first NotUtf8 of values, or None."""
+        return next((v for v in values if isinstance(v, NotUtf8)), None)
 
-def _bad_byte(text, start=0, end=None):
+
+def bad_byte(text, start=0, end=None):
+    """The first byte that was not UTF-8 in text read with surrogateescape (its escape, as an int),
+    with its index; (None, None) when there is none."""
     m = _SURROGATE.search(text, start, len(text) if end is None else end)
-    return None if m is None else ord(m.group()) - 0xDC00
+    return (None, None) if m is None else (ord(m.group()) - 0xDC00, m.start())
 
 
 _SURROGATE = re.compile("[\udc80-\udcff]")
@@ -92,7 +99,7 @@ class _Stream:
                 self._fill()   # a number or literal may go on in the next chunk ("2." then "5"): read it whole
                 continue
             if check and not self.ascii:
-                byte = _bad_byte(self.buf, self.pos, end)
+                byte = bad_byte(self.buf, self.pos, end)[0]
                 if byte is not None:
                     obj = NotUtf8(byte)
             self._advance(end)
