@@ -176,12 +176,15 @@ def load_graph(store, graph, to_graph=None):
     store.extend(quads)
 
 
-def _keys(triple):
-    """What a derived triple can change: its predicate, and for rdf:type its class."""
-    p = triple.predicate.value
-    if triple.predicate == _RDF_TYPE:
-        return (p, ("type", triple.object.value)) if isinstance(triple.object, ox.NamedNode) else (p,)
-    return (p,)
+_RDF_TYPE_NT = f"<{RDF.type}>"
+
+
+def _keys(p, o):
+    """What a derived triple (predicate and object in N-Triples) can change: its predicate, and
+    for rdf:type its class."""
+    if p == _RDF_TYPE_NT:
+        return (p[1:-1], ("type", o[1:-1])) if o[0] == "<" else (p[1:-1],)
+    return (p[1:-1],)
 
 
 def _knowledge_only(kb, prepared):
@@ -288,13 +291,17 @@ class FastDeriver:
                             new.append(key)
                 state["tick"] += 1
                 changed, tick = state["changed"], state["tick"]
-                for t in new:
-                    for k in _keys(t):
+                # each new triple as N-Triples text (subject, predicate, object), made in one call:
+                # reading the terms out of an ox.Triple makes a Python object per attribute read
+                texts = [str(t) for t in new]
+                for x in texts:
+                    _, p, o = x.split(" ", 2)
+                    for k in _keys(p, o):
                         changed[k] = tick
-                derived.extend(new)
+                derived.extend(texts)
                 # into the derived graph as N-Quads text, blank node ids kept: a tenth of the cost
                 # of making an ox.Quad from each triple's terms
-                self.store.extend(ox.parse("\n".join(f"{t} {_DERIVED_NQ} ." for t in new),
+                self.store.extend(ox.parse("\n".join(f"{x} {_DERIVED_NQ} ." for x in texts),
                                            format=ox.RdfFormat.N_QUADS, rename_blank_nodes=False))
             if not grew:
                 return
@@ -343,34 +350,32 @@ class FastDeriver:
             node = None
         return next(iter(self.derive_many([_R]).values()), Derivation())
 
-    def _split(self, records, triples):
-        """Group derived triples by encounter: lines link to it; suppressions and modifier
-        assignments link to lines; provenance follows its subject."""
-        triples = [(t.subject, t.predicate, t.object) for t in triples]
+    def _split(self, records, texts):
+        """Group derived triples (N-Triples text, as _run keeps them) by encounter: lines link to
+        it; suppressions and modifier assignments link to lines; provenance follows its subject.
+        Each distinct term is made into an rdflib term once per batch."""
+        rows = [x.split(" ", 2) for x in texts]
         by_subject = {}
-        for s, p, o in triples:
-            by_subject.setdefault(s, []).append((s, p, o))
-        line_enc = {}
-        enc_key = ox.NamedNode(str(CPTKG.encounter))
-        for s, p, o in triples:
-            if p == enc_key:
-                line_enc[s] = o
+        for row in rows:
+            by_subject.setdefault(row[0], []).append(row)
+        enc_key = f"<{CPTKG.encounter}>"
+        line_enc = {s: o for s, p, o in rows if p == enc_key}
         owner = dict(line_enc)
-        sup, assigns = ox.NamedNode(str(CPTKG.suppresses)), ox.NamedNode(str(CPTKG.assignsTo))
-        for s, p, o in triples:
-            if p in (sup, assigns) and o in line_enc:
+        linked = (f"<{CPTKG.suppresses}>", f"<{CPTKG.assignsTo}>")
+        for s, p, o in rows:
+            if p in linked and o in line_enc:
                 owner[s] = line_enc[o]
         graphs = {}
         for rec in records:
             graphs[rec.node] = Derivation()
         terms = {}
 
-        def term(t):
-            r = terms.get(t)
+        def term(x):
+            r = terms.get(x)
             if r is None:
-                r = terms[t] = to_rdflib(t)
+                r = terms[x] = _term_from_nt(x)
             return r
-        node_of = {ox.NamedNode(str(rec.node)): rec.node for rec in records if rec.node is not None}
+        node_of = {f"<{rec.node}>": rec.node for rec in records if rec.node is not None}
         for subject, enc in owner.items():
             target = graphs.get(node_of.get(enc))
             if target is None:
@@ -382,3 +387,13 @@ class FastDeriver:
             for s, p, o in by_subject.get(subject, []):
                 add((term(s), term(p), term(o)))
         return graphs
+
+
+def _term_from_nt(x):
+    """The rdflib term of one N-Triples term as oxigraph writes it (an IRI as it is, a blank node
+    label, a literal with N-Triples escapes, which oxigraph's parser reads back)."""
+    if x[0] == "<":
+        return URIRef(x[1:-1])
+    if x.startswith("_:"):
+        return BNode(x[2:])
+    return to_rdflib(next(iter(ox.parse(f"<urn:x:s> <urn:x:p> {x} .", format=ox.RdfFormat.N_TRIPLES))).object)

@@ -2,17 +2,30 @@
 from rdflib import Namespace
 from rdflib.namespace import DCTERMS, OWL, RDF, RDFS, SKOS, XSD
 
+
+
+class _Namespace(Namespace):
+    """rdflib's Namespace, each term made once. Namespace.__getattr__ makes a new URIRef on every
+    `CPTKG.code` (about 4 us); the batch paths read such terms hundreds of times a record. The
+    first read stores the term on the instance, so later ones are plain attribute reads."""
+
+    def __getattr__(self, name):
+        term = super().__getattr__(name)  # AttributeError for __names__, as rdflib
+        self.__dict__[name] = term
+        return term
+
+
 BASE = "https://w3id.org/cptkg/"
-CPTKG = Namespace(BASE + "vocab#")
-CPT = Namespace(BASE + "code/")
-MOD = Namespace(BASE + "modifier/")
-RULE = Namespace(BASE + "rule/")
-SHAPE = Namespace(BASE + "shape/")
-MODULE = Namespace(BASE + "module/")
-SRC = Namespace(BASE + "source/")
+CPTKG = _Namespace(BASE + "vocab#")
+CPT = _Namespace(BASE + "code/")
+MOD = _Namespace(BASE + "modifier/")
+RULE = _Namespace(BASE + "rule/")
+SHAPE = _Namespace(BASE + "shape/")
+MODULE = _Namespace(BASE + "module/")
+SRC = _Namespace(BASE + "source/")
 DATA = BASE + "data/"
-PROV = Namespace("http://www.w3.org/ns/prov#")
-SH = Namespace("http://www.w3.org/ns/shacl#")
+PROV = _Namespace("http://www.w3.org/ns/prov#")
+SH = _Namespace("http://www.w3.org/ns/shacl#")
 
 PREFIXES = {
     "cptkg": CPTKG, "cpt": CPT, "mod": MOD, "rule": RULE, "shape": SHAPE, "module": MODULE,

@@ -130,3 +130,32 @@ def test_derivation_reads_before_and_after_its_store_is_built():
     assert len(d) == 5 and d._pending is None and set(d) == set(plain)
     d.add_derived((ex("l3"), ex("units"), Literal(1)))
     assert d.value(ex("l3"), ex("units")) == Literal(1) and len(d) == 6
+
+
+def test_derived_terms_read_back_from_their_text():
+    """The deriver keeps derived triples as oxigraph's N-Triples text and makes rdflib terms from
+    it: the same terms as from oxigraph's own objects, escapes, languages and datatypes too."""
+    import pyoxigraph as ox
+
+    from reasoner.fastderive import _term_from_nt, to_rdflib
+
+    xsd = "http://www.w3.org/2001/XMLSchema#"
+    terms = [
+        ox.NamedNode("https://w3id.org/cptkg/data/enc%201#line-77003"),
+        ox.BlankNode("b0a1"),
+        ox.Literal("plain"),
+        ox.Literal('quote " backslash \\ newline \n tab \t return \r control \u0001 e\u0301 \U0001F600'),
+        ox.Literal("mit Kontrast", language="de-CH"),
+        ox.Literal("3", datatype=ox.NamedNode(xsd + "integer")),
+        ox.Literal("2026-01-01", datatype=ox.NamedNode(xsd + "date")),
+        ox.Literal("with spaces and <brackets> and ^^ and @", datatype=ox.NamedNode(xsd + "string")),
+        ox.Literal(""),
+    ]
+    s, p = ox.NamedNode("https://w3id.org/cptkg/data/s"), ox.NamedNode("https://w3id.org/cptkg/vocab#p")
+    for t in terms:
+        text = str(ox.Triple(s, p, t))
+        s_text, p_text, o_text = text.split(" ", 2)
+        assert _term_from_nt(o_text) == to_rdflib(t), text
+        assert type(_term_from_nt(o_text)) is type(to_rdflib(t))
+        assert _term_from_nt(s_text) == to_rdflib(s) and _term_from_nt(p_text) == to_rdflib(p)
+    assert _term_from_nt(str(ox.Triple(terms[1], p, s)).split(" ", 1)[0]) == to_rdflib(terms[1])
