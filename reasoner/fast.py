@@ -1035,10 +1035,33 @@ class Result:
 
 
 def format_message(msg, bound):
-    """pySHACL's _format_sparql_based_result_message, for a dict of bound variables."""
-    for var, val in bound.items():
-        msg = re.sub("{{[?$]{}}}".format(var), str(val), msg)
+    """pySHACL's _format_sparql_based_result_message, for a dict of bound variables: for each
+    variable in turn, re.sub of `{?var}` / `{$var}` by the value's text."""
+    plain = _plain_template(msg)
+    values = {var: str(val) for var, val in bound.items()}
+    if plain and not any(_UNSAFE_VALUE.search(v) for v in values.values()):
+        # one pass gives what the replacements in turn give: no value brings a brace (so no new
+        # placeholder) nor a backslash (which re.sub would read as an escape), and the template
+        # has braces only in its placeholders
+        return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), msg)
+    for var, val in values.items():
+        msg = re.sub("{{[?$]{}}}".format(var), val, msg)
     return msg
+
+
+_PLACEHOLDER = re.compile(r"\{[?$](\w+)\}")
+_UNSAFE_VALUE = re.compile(r"[{}\\]")
+_PLAIN = {}
+
+
+def _plain_template(msg):
+    """True when the message has no brace outside its `{?var}` placeholders (cached per text)."""
+    hit = _PLAIN.get(msg)
+    if hit is None:
+        if len(_PLAIN) > 10_000:
+            _PLAIN.clear()
+        hit = _PLAIN[msg] = not _UNSAFE_VALUE.search(_PLACEHOLDER.sub("", msg))
+    return hit
 
 
 class Engine:
