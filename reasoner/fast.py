@@ -160,6 +160,7 @@ class TermCodec:
         self._origin = {}        # stored ox literal -> original rdflib literal
         self._lit_back = {}      # ox literal -> rdflib literal, for literals not in _origin
         self.suspect = set()     # stored ox literals whose original differs or is ill-typed
+        self._dirty = False      # terms added since the snapshot (reset has something to undo)
         self._scratch = ox.Store()
         self._subj = ox.NamedNode("urn:x-fast:s")
 
@@ -172,6 +173,7 @@ class TermCodec:
                 raise Unsupported(f"the literal {term.n3()} occurs both well-typed and ill-typed "
                                   f"(rdflib normalised an ill-typed lexical form); use the reference engine")
             return hit
+        self._dirty = True
         if isinstance(term, URIRef):
             out = ox.NamedNode(str(term))
         elif isinstance(term, BNode):
@@ -215,12 +217,20 @@ class TermCodec:
         """Remember the state after the knowledge graph is loaded; `reset()` goes back to it, so
         the caches hold the knowledge graph and one batch, not every claim ever seen."""
         self._base = (dict(self._to), dict(self._ill), dict(self._origin), set(self.suspect),
-                      dict(self._bnode_back), dict(self._iri))
+                      dict(self._bnode_back))
+        self._dirty = False
 
     def reset(self):
-        to, ill, origin, suspect, bnodes, iri = self._base
-        self._to, self._ill, self._origin = dict(to), dict(ill), dict(origin)
-        self.suspect, self._bnode_back, self._iri = set(suspect), dict(bnodes), dict(iri)
+        # Only terms made by to_ox need undoing (records loaded as N-Triples make none): copying
+        # the knowledge graph's maps for every batch costs more than the batch when the graph holds
+        # a full edit table. The IRI cache of from_ox is a cache of equal values and stays.
+        if self._dirty:
+            to, ill, origin, suspect, bnodes = self._base
+            self._to, self._ill, self._origin = dict(to), dict(ill), dict(origin)
+            self.suspect, self._bnode_back = set(suspect), dict(bnodes)
+            self._dirty = False
+        if len(self._iri) > 200_000:
+            self._iri.clear()
         if len(self._valid) > 200_000:
             self._valid.clear()
         if len(self._stored) > 200_000:
@@ -1111,6 +1121,8 @@ class Engine:
         self._base_quads = self.load(graph)
         self.base = set(self.store)   # the knowledge graph alone, as the store holds it
         self._churn = 0
+        self.reset_above_lines = max(self.RESET_ABOVE_LINES, len(self._base_quads) // 4)
+        self.renew_after_quads = max(self.RENEW_AFTER_QUADS, len(self._base_quads))
         self.codec.snapshot()
 
     # A batch comes out of the store again in one of two ways. A new store refilled with the
@@ -1121,15 +1133,21 @@ class Engine:
     # encounter with a new store per batch, 0.25 renewing every 10,000 quads, 0.45 every 250,000.
     # Past RESET_ABOVE_LINES N-Triples lines, reading them as quads in Python costs more than a
     # reset, so large batches (the validator's thousands of claims) get a new store.
+    # Both costs of a reset grow with the knowledge graph (refilling it: about 1 us a quad), so
+    # with a large graph (an imported edit table of hundreds of thousands of quads) a batch is
+    # taken out quad by quad, and the store renewed only after as many quads as the graph holds
+    # have come and gone: then a reset costs about as much as reading the batches since the last.
     RESET_ABOVE_LINES = 3000
     RENEW_AFTER_QUADS = 10_000
+    reset_above_lines = RESET_ABOVE_LINES   # set for the knowledge graph by load_base
+    renew_after_quads = RENEW_AFTER_QUADS
 
     def load_batch(self, triples, nt, skip=None):
         """Add a batch (rdflib triples, N-Triples lines); returns what unload_batch takes back.
         Quads the knowledge graph holds are not added, so taking the batch out leaves it whole."""
         added = self.load(triples, skip=skip)
         loaded = (added, False)
-        if nt and len(nt) <= self.RESET_ABOVE_LINES:
+        if nt and len(nt) <= self.reset_above_lines:
             quads = [q for q in ox.parse("\n".join(nt), **WRITTEN_NT) if q not in self.base]
             self.store.extend(quads)
             added.extend(quads)
@@ -1142,7 +1160,7 @@ class Engine:
         """Take a batch out (loaded: what load_batch returned, or None when it failed midway)."""
         added, must_reset = loaded if loaded is not None else ([], True)
         self._churn += len(added)
-        if must_reset or self._churn > self.RENEW_AFTER_QUADS:
+        if must_reset or self._churn > self.renew_after_quads:
             self.reset()
         else:
             remove = self.store.remove
@@ -1465,7 +1483,7 @@ class FastValidator(SourceLookup):
         self.kb = kb
         self.sg = shapes_graph(kb.content, group)
         self.engine = Engine(self.sg)
-        self.kb_triples = set(kb.graph)
+        self.kb_triples = kb.graph  # membership of a triple (records read as rdflib triples only)
         self.engine.load_base(kb.graph)
         _refuse_nested_suspects(self.engine)
         self._owner = {}

@@ -287,11 +287,39 @@ def test_batches_leave_the_store_as_they_found_it(kb, reference, reset_above):
     """Small batches are taken out quad by quad (and the store renewed after many), large ones by a
     new store: both leave the knowledge graph alone, and the results stay the reference's."""
     checker = FastEncounterChecker(kb)
-    checker.validator.engine.RESET_ABOVE_LINES = reset_above
-    checker.validator.engine.RENEW_AFTER_QUADS = 1500
+    checker.validator.engine.reset_above_lines = reset_above
+    checker.validator.engine.renew_after_quads = 1500
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         records = seeded_batch(kb, n=120, seed=3)
     for i in range(0, len(records), 40):
         compare(reference, checker, records[i:i + 40])
         assert set(checker.validator.engine.store) == checker.validator.engine.base
+
+
+def test_a_large_knowledge_graph_is_kept_between_batches(kb):
+    """Refilling the store costs in proportion to the knowledge graph, so with a large one (an
+    imported edit table) batches are taken out quad by quad and the store renewed only after as
+    many quads as the graph holds; the term maps are copied back only when a batch added terms."""
+    from rdflib import Graph
+
+    from reasoner.fast import Engine
+
+    small = FastEncounterChecker(kb).validator.engine
+    assert (small.reset_above_lines, small.renew_after_quads) == (Engine.RESET_ABOVE_LINES, Engine.RENEW_AFTER_QUADS)
+    g = Graph()
+    for i in range(60_000):
+        g.add((URIRef(f"https://w3id.org/cptkg/edit/x{i}"), CPTKG.column1, URIRef(f"https://w3id.org/cptkg/code/{i}")))
+    large = Engine(small.sg)
+    large.load_base(g)
+    assert (large.reset_above_lines, large.renew_after_quads) == (15_000, 60_000)
+    codec = large.codec
+    before = codec._to
+    loaded = large.load_batch([], ["<https://w3id.org/cptkg/data/a> <https://w3id.org/cptkg/vocab#code> "
+                                   "<https://w3id.org/cptkg/code/1> ."])
+    large.unload_batch(loaded)
+    assert codec._to is before and not loaded[1]  # N-Triples made no term; taken out quad by quad
+    loaded = large.load_batch([(URIRef("https://w3id.org/cptkg/data/b"), CPTKG.units, Literal(2))], [])
+    assert len(codec._to) > len(codec._base[0])
+    large.unload_batch(loaded)
+    assert codec._to == codec._base[0] and set(large.store) == large.base
