@@ -59,43 +59,71 @@ def rule_triples(content: Content) -> Graph:
 
 
 class KnowledgeBase:
+    """`graph`, the union, is built as the modules are read: each module is parsed straight into
+    it. The per-module graphs (`module_graphs`, for `cptkg check`) and the named-graph `dataset`
+    (for `serve` and exports) are copies, made the first time they are asked for: a batch worker
+    never needs them, and with an imported edit table of hundreds of thousands of edits each copy
+    costs as much time and memory as the union itself."""
+
     def __init__(self, content: Content | None = None, overlays=()):
         self.content = content or discover(overlays=overlays)
         self.overlays = tuple(overlays) or getattr(self.content, "selected_overlays", ())
-        self.dataset = bind_all(Dataset())
         self.graph = bind_all(Graph())
-        self.module_graphs = {}
+        self._module_graphs = {}   # read so far (the overlays' own, which supersedes reads)
+        self._modules = []         # (module, in an overlay) in load order
+        self._dataset = None
         for module in self.content.modules:
-            self._add_module(module)
+            parse_turtle(module.path, self.graph)
+            self._modules.append((module, False))
         for name in self.overlays:
             for module in self.content.overlays.get(name, []):
-                self._add_module(module)
+                g = parse_turtle(module.path)
+                self._module_graphs[module.id] = g
+                self._modules.append((module, True))
+                for t in g:
+                    self.graph.add(t)
             self._apply_supersedes(name)
-        rules = rule_triples(self.content)
-        self._add_graph(RULES_GRAPH, rules)
+        self.rule_graph = rule_triples(self.content)
+        for t in self.rule_graph:
+            self.graph.add(t)
+        bind_all(self.graph)  # our prefixes, whatever the modules' files bound while read into it
+
+    @property
+    def module_graphs(self):
+        """Module id -> the module's own graph, in load order (read again from its file once)."""
+        if len(self._module_graphs) < len(self._modules):
+            graphs = {}
+            for module, _ in self._modules:
+                g = self._module_graphs.get(module.id)
+                graphs[module.id] = g if g is not None else parse_turtle(module.path)
+            self._module_graphs = graphs
+        return self._module_graphs
+
+    @property
+    def dataset(self):
+        """Every module in its own named graph, and the rule triples in theirs."""
+        if self._dataset is None:
+            ds = bind_all(Dataset())
+            for mid, g in self.module_graphs.items():
+                ng = ds.graph(URIRef(GRAPH + mid))
+                for t in g:
+                    ng.add(t)
+            ng = ds.graph(RULES_GRAPH)
+            for t in self.rule_graph:
+                ng.add(t)
+            self._dataset = ds
+        return self._dataset
 
     def _apply_supersedes(self, name):
         """An overlay states `<node> cptkg:supersedes <base statement>`: in that layer the base
         statement (an edit, a limit) does not hold. Its triples leave the union graph the rules
         run over; the module's own named graph keeps them, and `cptkg:supersededBy` says why."""
         for module in self.content.overlays.get(name, []):
-            g = self.module_graphs[module.id]
+            g = self._module_graphs[module.id]
             for by, old in g.subject_objects(CPTKG.supersedes):
                 for t in list(self.graph.triples((old, None, None))):
                     self.graph.remove(t)
                 self.graph.add((old, CPTKG.supersededBy, by))
-
-    def _add_module(self, module):
-        name = URIRef(GRAPH + module.id)
-        g = parse_turtle(module.path)
-        self.module_graphs[module.id] = g
-        self._add_graph(name, g)
-
-    def _add_graph(self, name, g):
-        ng = self.dataset.graph(name)
-        for t in g:
-            ng.add(t)
-            self.graph.add(t)
 
     def rules(self):
         """Active derive/edit rules of the base content and the selected overlays."""
