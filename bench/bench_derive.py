@@ -4,6 +4,7 @@ input checks, derivation with provenance, summaries, on every core): the fast en
 the reference engine on a seeded sample, in the same run. Prints encounters per second end to
 end, the peak resident memory of the process tree, the ratio, and whether both engines give the
 same record for every encounter of the sample. Run on demand: python bench/bench_derive.py --n 100000
+(--ptp-edits N: with a synthetic full-size edit table imported first, as bench_validate.py).
 
 The encounters are the derive test cases (tests/cases/derive, without overlays) replicated with
 fresh ids, drawn from the seed, so every rule is exercised in proportion to the cases.
@@ -46,6 +47,9 @@ def main():
     ap.add_argument("--jobs", type=int, default=os.cpu_count(), help="worker processes (default: every core)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--dir", help="where to write the encounters and results (default: a temporary folder)")
+    ap.add_argument("--ptp-edits", type=int, default=0,
+                    help="first import a synthetic PTP table of about this many edits, all naming codes of "
+                         "the graph (what --scope kb keeps of a real table), into a copy of the content")
     args = ap.parse_args()
     logging.disable(logging.WARNING)
 
@@ -55,6 +59,15 @@ def main():
     chunk = args.chunk or build_parser().parse_args(["derive", "x.json"]).chunk
     work = Path(args.dir or tempfile.mkdtemp(prefix="cptkg-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    root, kb_note = ROOT, ""
+    if args.ptp_edits:
+        from ncci_import import content_with_ptp
+        from reasoner.content import discover
+        from reasoner.kb import load
+
+        root, edits = content_with_ptp(work, load(discover(ROOT)), args.ptp_edits)
+        kb_note = f"\nknowledge graph        with {edits:,} imported PTP edits (synthetic, scope kb)"
+        print(f"imported a synthetic kb-scoped PTP table of {edits:,} edits", flush=True)
     data, sample = work / "encounters.jsonl", work / "sample.jsonl"
     pick = set(random.Random(args.seed).sample(range(args.n), min(args.sample, args.n)))
     with open(data, "w") as fh, open(sample, "w") as sh:
@@ -64,10 +77,10 @@ def main():
             if i in pick:
                 sh.write(text)
 
-    fast_s, fast_mb, fast_tot = run_pipeline("encounter", data, work / "fast.jsonl", root=ROOT, engine="fast",
+    fast_s, fast_mb, fast_tot = run_pipeline("encounter", data, work / "fast.jsonl", root=root, engine="fast",
                                              jobs=args.jobs, chunk=chunk)
     print(f"fast: {args.n:,} encounters in {fast_s:.1f}s", flush=True)
-    ref_s, ref_mb, _ = run_pipeline("encounter", sample, work / "reference.jsonl", root=ROOT, engine="reference",
+    ref_s, ref_mb, _ = run_pipeline("encounter", sample, work / "reference.jsonl", root=root, engine="reference",
                                     jobs=args.jobs, chunk=25)
     print(f"reference: {len(pick):,} encounters in {ref_s:.1f}s", flush=True)
 
@@ -86,7 +99,7 @@ def main():
             same += ref.get(rid) == c
     fast_rate, ref_rate = args.n / fast_s, len(ref) / ref_s
     print(f"""
-encounters             fast {args.n:,}, reference {len(ref):,} (a seeded sample of the same encounters)
+encounters             fast {args.n:,}, reference {len(ref):,} (a seeded sample of the same encounters){kb_note}
 pipeline               JSON Lines in, derivations with provenance out, {args.jobs} worker processes, chunks of {chunk}
 results                {fast_tot["records"]:,} records, {fast_tot["errors"]:,} input errors
 identical on sample    {same:,} of {len(ref):,} encounters {"(all)" if same == len(ref) else "(DIFFER)"}

@@ -56,6 +56,49 @@ def write_synthetic_ptp(path, rows):
     return path
 
 
+def write_kb_scoped_ptp(path, codes, rows, seed=5, per_side=None):
+    """A PTP TXT in the published layout whose rows all name a code of `codes` (the graph's own):
+    what `--scope kb` keeps of a real table, where a guidance or injection code is paired with
+    hundreds of others. About `rows` rows: each code with the same number of other codes in
+    column 2 and in column 1, and a dozen pairs among the graph's codes; dated and with every
+    modifier indicator, as the real table. Codes only, no CPT text."""
+    import random
+
+    rnd = random.Random(seed)
+    codes = sorted(codes)
+    per_side = per_side or max(1, rows // (2 * len(codes)))
+    pool = sorted({f"{rnd.randint(10000, 99999)}" for _ in range(max(4 * per_side, 1000))} - set(codes))
+    pairs = set()
+    for k in codes:
+        pairs.update((k, c2) for c2 in rnd.sample(pool, min(per_side, len(pool))))
+        pairs.update((c1, k) for c1 in rnd.sample(pool, min(per_side, len(pool))))
+        pairs.update((k, c2) for c2 in rnd.sample(codes, min(12, len(codes))) if c2 != k)
+    with open(path, "w", encoding="latin-1", newline="") as f:
+        f.write("\r\n".join(PREAMBLE) + "\r\n")
+        for i, (c1, c2) in enumerate(sorted(pairs)):
+            eff = f"{2008 + i % 17}{1 + 3 * (i % 4):02d}01"
+            mi = "01"[i % 2] if i % 7 else "9"
+            dele = eff if mi == "9" else ("*" if i % 6 else f"{2008 + i % 17 + 1}1231")
+            f.write(f"{c1}\t{c2}\t\t{eff}\t{dele}\t{mi}\t{RATIONALES[i % 5]}\r\n")
+    return len(pairs)
+
+
+def content_with_ptp(target, kb, rows):
+    """A copy of the content root with a kb-scoped synthetic PTP table of about `rows` edits
+    imported (`cptkg import ncci`); returns (root, edits written)."""
+    target = Path(target)
+    root = copy_content(target / "content")
+    codes = {str(r[0]) for r in kb.graph.query(
+        "SELECT DISTINCT ?n WHERE { ?c a/rdfs:subClassOf* <https://w3id.org/cptkg/vocab#Code> ; "
+        "<http://www.w3.org/2004/02/skos/core#notation> ?n }")}
+    src = target / "ccipra-v323r0-f1.TXT"
+    n = write_kb_scoped_ptp(src, codes, rows)
+    rc, seconds, peak, out, err = run_import_child(root, [src], scope="kb")
+    if rc != 0:
+        raise RuntimeError(f"import failed ({rc}): {err or out}")
+    return root, n
+
+
 def copy_content(target):
     target = Path(target)
     for name in ("ontology", "queries", "shapes"):
