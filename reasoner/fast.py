@@ -229,7 +229,7 @@ class TermCodec:
             self._to, self._ill, self._origin = dict(to), dict(ill), dict(origin)
             self.suspect, self._bnode_back = set(suspect), dict(bnodes)
             self._dirty = False
-        if len(self._iri) > 200_000:
+        if len(self._iri) > 50_000:
             self._iri.clear()
         if len(self._valid) > 200_000:
             self._valid.clear()
