@@ -70,16 +70,16 @@ class KnowledgeBase:
         self.overlays = tuple(overlays) or getattr(self.content, "selected_overlays", ())
         self.graph = bind_all(Graph())
         self._module_graphs = {}   # read so far (the overlays' own, which supersedes reads)
-        self._modules = []         # (module, in an overlay) in load order
+        self._modules = []         # every module, in load order
         self._dataset = None
         for module in self.content.modules:
             parse_turtle(module.path, self.graph)
-            self._modules.append((module, False))
+            self._modules.append(module)
         for name in self.overlays:
             for module in self.content.overlays.get(name, []):
                 g = parse_turtle(module.path)
                 self._module_graphs[module.id] = g
-                self._modules.append((module, True))
+                self._modules.append(module)
                 for t in g:
                     self.graph.add(t)
             self._apply_supersedes(name)
@@ -93,7 +93,7 @@ class KnowledgeBase:
         """Module id -> the module's own graph, in load order (read again from its file once)."""
         if len(self._module_graphs) < len(self._modules):
             graphs = {}
-            for module, _ in self._modules:
+            for module in self._modules:
                 g = self._module_graphs.get(module.id)
                 graphs[module.id] = g if g is not None else parse_turtle(module.path)
             self._module_graphs = graphs
