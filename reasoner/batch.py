@@ -261,6 +261,8 @@ def _to_records(items, kind):
         else:
             rec = record_from_object(obj, kind, kb.content.context, file=file, index=index)
             rec.line = line
+            if rec.error is not None and rec.error.line is None:
+                rec.error.line = line
             out.append(rec)
     return out
 

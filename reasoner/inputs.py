@@ -163,8 +163,9 @@ LIST_KEYS = ("encounters", "claims", "@graph")
 def _records_from_json(path: Path):
     """Top level: an object with "encounters" or "claims", a single record object, or an array.
     Read as a stream (JSON Lines a line at a time, a document with reasoner/jsonstream.py), so a
-    file of any size is read in bounded memory. Yields (line or None, record or InputError); a
-    malformed document raises InputError after the records before the fault."""
+    file of any size is read in bounded memory. Yields (line, record or InputError): the line a
+    record starts on (None for a lone object that is not an error); a malformed document raises
+    InputError after the records before the fault."""
     if path.suffix == ".jsonl":
         with open_text(path) as fh:
             for n, line in enumerate(fh, 1):
@@ -186,7 +187,7 @@ def _records_from_json(path: Path):
                 if what == "item":
                     listed = True
                     yield (line, utf8_error(value.byte, path, line)) if isinstance(value, jsonstream.NotUtf8) \
-                        else (None, value)
+                        else (line, value)
                 elif not listed:  # an object without a list: one record, unless a list key holds something else
                     for key in LIST_KEYS:
                         if key in value:
@@ -276,6 +277,8 @@ def _graph_record(kind, path, n, obj, context, terms, base, index):
         g = _json_to_graph(obj, context, base, path, rid)
         return Record(id=rid, file=path, line=n, graph=g, node=node, source=obj)
     except InputError as err:
+        if err.line is None:
+            err.line = n
         return Record(id=rid or f"#{index}", file=path, line=n, error=err)
 
 

@@ -194,3 +194,23 @@ def test_bytes_that_are_not_utf8_are_errors_of_their_record(tmp_path):
         res = run_claims([path])
         assert [r["status"] for r in res] == ["error", "violation"], (path.name, res)
         assert res[0]["error"]["line"] == 1 and "not UTF-8" in res[0]["error"]["error"]
+
+
+def test_json_document_records_carry_the_line_they_start_on(tmp_path):
+    """A JSON document's claims (read item by item) carry the line each starts on, in results and
+    in the input errors of their fields, as JSON Lines records do."""
+    doc = tmp_path / "claims.json"
+    good = {"id": "J1", "dateOfService": "2024-01-02", "placeOfService": "11", "claimType": "professional",
+            "lines": [{"line": 1, "code": "77003", "units": 1}]}
+    bad = dict(good, id="J2", lines=[{"line": 1, "code": "77003", "units": "two"}])
+    text = '{\n  "claims": [\n' + json.dumps(good, indent=2) + ",\n" + json.dumps(bad, indent=2) + "\n  ]\n}\n"
+    doc.write_text(text)
+    starts = [i + 1 for i, line in enumerate(text.splitlines()) if line.startswith("{") and i > 0]
+    res = run_claims([doc])
+    assert [r["claim"] for r in res] == ["J1", "J2"] and [r["status"] for r in res] == ["violation", "error"]
+    assert len(starts) == 2 and [r["line"] for r in res] == starts
+    assert res[1]["error"]["field"] and res[1]["error"]["line"] == starts[1]
+    jl = tmp_path / "claims.jsonl"
+    jl.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+    res = run_claims([jl])
+    assert [r["line"] for r in res] == [1, 2] and res[1]["error"]["line"] == 2
