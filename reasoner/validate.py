@@ -109,8 +109,8 @@ def finding_key(finding, unspecified):
 
     concat, limit = unspecified
     f = dict(finding)
-    if f["shape"] in concat:
-        f["message"] = sorted(re.split(r"[\s,]+", f["message"]))
+    if f["shape"] in concat:  # the words in any order; a full stop goes with whichever item is last
+        f["message"] = sorted(w for w in re.split(r"[\s,;]+|\.(?=\s|$)", f["message"]) if w)
     if f["shape"] in limit:
         f["message"] = None
     return json.dumps(f, sort_keys=True)
