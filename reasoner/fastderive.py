@@ -55,7 +55,7 @@ from rdflib.plugins.stores.memory import SimpleMemory
 
 from . import fastsparql as fs
 from .errors import ContentError
-from .fast import WRITTEN_NT
+from .fast import WRAP_ROWS, WRITTEN_NT, star_counter
 from .rules import MAX_PASSES, PRODUCT_TYPES, Deriver
 from .vocab import CPTKG, RULE, bind_all
 
@@ -219,6 +219,8 @@ def _knowledge_only(kb, prepared):
 
 
 class FastDeriver:
+    wrap_rows = WRAP_ROWS
+
     def __init__(self, kb, rewrite=True):
         self.kb = kb
         reference = Deriver(kb)  # parses and orders the same rules
@@ -238,6 +240,11 @@ class FastDeriver:
             self.reads[rid] = None if deps is None else {k for k, sign in deps.items() if sign != "-"}
         base = ox.Store()
         load_graph(base, kb.graph)
+        # rewrite 6 with the knowledge graph's counts (fast.Engine.WRAP_ROWS)
+        self.star_rows = {}
+        large = star_counter(base, self.wrap_rows, self.star_rows, use_default_graph_as_union=True)
+        self.stages = [[(rid, fs.wrap_large_stars(t, large)) for rid, t in rules] for rules in self.stages]
+        self.screens = [(rid, fs.wrap_large_stars(t, large)) for rid, t in self.screens]
         self._base = list(base)
         self._known_base = {q.triple for q in self._base}
         self._renew()

@@ -90,6 +90,16 @@ kept verbatim; where no condition holds the text is returned as it is.
    from the act it would look up every node of the batch with the same kind (quadratic), from
    the criterion only the acts of its kind.
 
+6. A large star of the knowledge graph as a sub-SELECT (`wrap_large_stars`, applied by the engines
+   after loading the knowledge graph, which count each star's solutions there): in a run of
+   consecutive join elements, the plain triple patterns sharing a variable subject
+   (`?e a cptkg:BundlingEdit ; cptkg:column1 ?c1 ; cptkg:column2 ?c2`) become
+   `{ SELECT vars WHERE { star } }` when the star has many solutions. Exact: a join is
+   commutative and associative, and a sub-SELECT projecting every variable of a basic graph
+   pattern without blank nodes has that pattern's solutions. oxigraph evaluates the sub-SELECT
+   once and joins it by hash on all shared variables, instead of walking from each pair of the
+   batch's codes through tens of thousands of edits one index lookup at a time.
+
 `pattern_reads` / `pattern_dependencies` give what a rule's pattern can match (its predicates and
 rdf:type classes, with the sign of each: can more such triples add solutions, or only remove
 them), so the fast deriver can skip a rule when nothing that can add to it changed since it ran.
@@ -1625,6 +1635,137 @@ def rewrite_where(group, rw, own_filters=True, flags=True):
     filters = [e for e in out if isinstance(e, Filter)]
     rest = [e for e in out if not isinstance(e, Filter)]
     return Group(rest + tail + flagged + filters)
+
+
+# ---------------------------------------------------------------------------------------------
+# rewrite 6: a large star of the knowledge graph as a sub-SELECT
+
+
+_OBJECT_KINDS = ("var", "iri", "pname", "string", "number", "lang")
+
+
+def _star_subject(part):
+    """The subject variable of a plain triple pattern (`?s pred object`, the predicate an IRI or
+    `a`, the object a variable, an IRI or a literal, no blank node), else None."""
+    t = part.tokens if isinstance(part, Triples) else ()
+    if len(t) < 3 or not is_var(t[0]):
+        return None
+    if not (t[1].kind in ("iri", "pname") or (t[1].kind == "word" and t[1] == "a")):
+        return None
+    obj = t[2:]
+    if len(obj) == 1 and obj[0].kind == "word" and obj[0].lower() in ("true", "false"):
+        return var_name(t[0])
+    if obj[0].kind not in ("var", "iri", "pname", "string", "number"):
+        return None
+    if not all(x.kind in _OBJECT_KINDS or (x.kind == "punct" and x == "^^") for x in obj):
+        return None
+    return var_name(t[0])
+
+
+def _wrap_run(run, large, prologue):
+    """One run of consecutive join elements (FILTERs among them): the stars that `large` names
+    become sub-SELECTs; None when there is none."""
+    parts = []
+    for e in run:
+        if isinstance(e, Triples):
+            parts.extend(_split_triples(e))
+        elif not isinstance(e, Filter):
+            parts.append(e)
+    stars = {}
+    for i, p in enumerate(parts):
+        s = _star_subject(p)
+        if s is not None:
+            stars.setdefault(s, []).append(i)
+    wrapped = {}
+    for s, idx in stars.items():
+        if len(idx) < 2:
+            continue
+        star = Group([parts[i] for i in idx])
+        if not large(prologue, star.render()):
+            continue
+        names = [Tok("?" + v, "var") for v in sorted(star.vars())]
+        wrapped[idx[0]] = SubSelect(Query([], "", names, star, []))
+        for i in idx[1:]:
+            wrapped[i] = None
+    if not wrapped:
+        return None
+    out = []
+    for i, p in enumerate(parts):
+        p = wrapped.get(i, p)
+        if p is None:
+            continue
+        if isinstance(p, Triples) and out and isinstance(out[-1], Triples):
+            out[-1] = Triples(out[-1].tokens + [Tok(".", "punct")] + p.tokens)
+        else:
+            out.append(p)
+    return out + [e for e in run if isinstance(e, Filter)]
+
+
+def _wrap_group(group, large, prologue):
+    out, run = [], []
+
+    def flush():
+        new = _wrap_run(run, large, prologue) if run else None
+        out.extend(run if new is None else new)
+        run.clear()
+
+    for e in group.elems:
+        if isinstance(e, Optional):
+            e = Optional(_wrap_group(e.group, large, prologue))
+        elif isinstance(e, Minus):
+            e = Minus(_wrap_group(e.group, large, prologue))
+        elif isinstance(e, _NestedGroup):
+            e = _NestedGroup(_wrap_group(e.group, large, prologue))
+        elif isinstance(e, GraphElem):
+            e = GraphElem(e.keyword, e.term, _wrap_group(e.group, large, prologue))
+        elif isinstance(e, Union):
+            e = Union([b if isinstance(b, SubSelect) else _wrap_group(b, large, prologue) for b in e.branches])
+        elif isinstance(e, SubSelect):
+            q = e.query
+            e = SubSelect(Query(q.prologue, q.modifier, q.projection, _wrap_group(q.where, large, prologue),
+                                q.modifiers))
+        if isinstance(e, _JOIN_ELEMENTS) or isinstance(e, Filter):
+            run.append(e)
+        else:
+            flush()
+            out.append(e)
+    flush()
+    return Group(out)
+
+
+def wrap_large_stars(text, large):
+    """Rewrite 6 on a SELECT or CONSTRUCT query: in every run of consecutive join elements of
+    every group (FILTERs do not end a run; OPTIONAL, MINUS, BIND and VALUES do; the inside of an
+    EXISTS is left alone), the plain triple patterns that share a variable subject (a star, two
+    patterns or more) for which `large(prologue, star_text)` is true become one element
+    `{ SELECT vars WHERE { star } }`, in place of the first of them. Exact: a join is
+    commutative and associative, and a sub-SELECT projecting every variable of a basic graph
+    pattern has that pattern's solutions (no blank node, whose scope the sub-SELECT would end,
+    is allowed in a star). The plan is oxigraph's reason: it evaluates the sub-SELECT once and
+    joins it by hash on the shared variables; given the patterns one by one, it walks from the
+    batch's codes through a large relation of the knowledge graph (an imported edit table of
+    tens of thousands of edits) one index lookup at a time. `large` is asked by the engine,
+    which counts the star's solutions in the knowledge graph (Engine.load_base). The text comes
+    back unchanged when nothing is large or it cannot be read."""
+    try:
+        tokens = tokenize(text)
+        prefixes = _prologue_prefixes(tokens)
+        if prefixes is None:
+            return text
+        prologue = "".join(f"PREFIX {k}: <{v}>\n" for k, v in prefixes.items())
+        span = construct_where_span(text)
+        if span is not None:
+            a, b = span
+            group = parse_group(text[a:b])
+            new = _wrap_group(group, large, prologue)
+            return text if new.render() == group.render() else text[:a] + new.render() + text[b:]
+        q = parse_query(text)
+    except SparqlSyntaxError:
+        return text
+    where = _wrap_group(q.where, large, prologue)
+    if where.render() == q.where.render():
+        return text
+    return Query(q.prologue, q.modifier, q.projection, where, q.modifiers).render()
 
 
 # ---------------------------------------------------------------------------------------------

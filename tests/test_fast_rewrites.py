@@ -424,3 +424,70 @@ def test_rewrite_2_refuses_a_shared_variable_inside_a_nested_optional():
     for _ in range(200):
         g, store = engines(_random_graph(rng, base))
         assert rows_ox(store, rewritten) == rows_rdflib(g, q)
+
+
+# --- rewrite 6: a large star of the knowledge graph as a sub-SELECT
+
+def _every_star(asked):
+    def large(prologue, star):
+        assert prologue == PREFIX  # the prologue the star's count must run with
+        asked.append(star)
+        return True
+    return large
+
+
+STARS = [
+    # the star on ?c (crit, needs, incl) becomes one sub-SELECT; ?l's star too; the filter stays
+    PREFIX + """SELECT ?l ?a ?d WHERE { ?l :act ?a ; :code ?c . ?c :crit ?k ; :needs ?d ; :incl ?m .
+        ?a :guide ?g . FILTER (?d != :d2) }""",
+    # a literal object and the FILTER NOT EXISTS left as written
+    PREFIX + """SELECT ?l ?c WHERE { ?l :code ?c . ?c :incl ?m ; :needs ?d . ?k :guided true ; :region ?r .
+        FILTER NOT EXISTS { ?c :from ?f ; :crit ?x } }""",
+    # OPTIONAL ends a run: ?c's patterns on either side are not joined into one star
+    PREFIX + """SELECT ?l ?c ?f WHERE { ?l :code ?c . ?c :needs ?d . OPTIONAL { ?c :from ?f ; :crit ?k }
+        ?c :incl ?m . ?l :act ?a }""",
+    # a star inside MINUS and inside a UNION branch
+    PREFIX + """SELECT ?e ?l WHERE { { ?e :line ?l . ?e :date ?x } UNION { ?e :line ?l } ?l :code ?c .
+        MINUS { ?c :needs ?d ; :incl :fluoro } }""",
+]
+
+
+@pytest.mark.parametrize("i", range(len(STARS)))
+def test_rewrite_6_same_answer(i):
+    original = STARS[i]
+    asked = []
+    wrapped = fs.wrap_large_stars(original, _every_star(asked))
+    assert wrapped != original and asked
+    assert wrapped.count("{ SELECT") == len(asked)
+    same_answer(DATA, original, wrapped)
+    rng = random.Random(i)
+    base = Graph().parse(data=DATA, format="turtle")
+    for _ in range(40):
+        g, store = engines(_random_graph(rng, base))
+        assert rows_ox(store, wrapped) == rows_rdflib(g, original)
+
+
+def test_rewrite_6_stars_and_their_bounds():
+    asked = []
+    fs.wrap_large_stars(STARS[0], _every_star(asked))
+    assert sorted(asked) == ["{ ?c :crit ?k . ?c :needs ?d . ?c :incl ?m . }", "{ ?l :act ?a . ?l :code ?c . }"]
+    asked.clear()
+    wrapped = fs.wrap_large_stars(STARS[1], _every_star(asked))
+    assert "FILTER NOT EXISTS { ?c :from ?f ; :crit ?x . }" in wrapped  # EXISTS left alone
+    assert "{ ?k :guided true . ?k :region ?r . }" in asked
+    asked.clear()
+    fs.wrap_large_stars(STARS[2], _every_star(asked))
+    assert asked == ["{ ?c :from ?f . ?c :crit ?k . }"]  # only the OPTIONAL's own star: OPTIONAL ends runs
+    # nothing large: the text as written; a blank node or a path is not a star pattern
+    assert fs.wrap_large_stars(STARS[0], lambda p, s: False) == STARS[0]
+    for q in ("SELECT * WHERE { ?c :needs [ :p ?x ] ; :incl ?m }", "SELECT * WHERE { ?c :needs/:p ?x ; :incl ?m }",
+              "SELECT * WHERE { ?c :needs _:b ; :incl ?m }"):
+        assert fs.wrap_large_stars(PREFIX + q, lambda p, s: True) == PREFIX + q, q
+
+
+def test_rewrite_6_construct_template_verbatim():
+    wrapped = fs.wrap_large_stars(CONSTRUCT, lambda p, s: True)
+    a, b = fs.construct_where_span(CONSTRUCT)
+    ra, rb = fs.construct_where_span(wrapped)
+    assert wrapped[:ra] == CONSTRUCT[:a] and wrapped[rb:] == CONSTRUCT[b:] and "{ SELECT" in wrapped
+    same_answer(DATA, CONSTRUCT, wrapped)
