@@ -32,7 +32,9 @@ What differs from the reference, each step exact:
     reasoner/fastinput.py are loaded as they are, without an rdflib graph.
   * A fresh store every RENEW quads loaded: oxigraph's in-memory store keeps every IRI and
     literal it has seen in its dictionary after the quads are removed, so memory would grow
-    along a stream of batches.
+    along a stream of batches. With a larger knowledge graph, after as many quads as it holds:
+    refilling the store costs about 2.5 us a quad of it (2.4 s with an imported edit table of
+    87,724 edits, which before this was paid on every batch).
 
 Measured (the derive cases replicated as bench/bench_derive.py does, CPU time per encounter of
 the rule queries, one process on a shared 2-core machine): before 10.0 / 16.1 / 37.0 / 88.1 ms at
@@ -46,6 +48,7 @@ result (_split) is the largest part.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pyoxigraph as ox
@@ -55,7 +58,7 @@ from rdflib.plugins.stores.memory import SimpleMemory
 
 from . import fastsparql as fs
 from .errors import ContentError
-from .fast import WRAP_ROWS, WRITTEN_NT, star_counter
+from .fast import WRAP_ROWS, WRITTEN_NT, Engine, star_counter
 from .rules import MAX_PASSES, PRODUCT_TYPES, Deriver
 from .vocab import CPTKG, RULE, bind_all
 
@@ -220,6 +223,7 @@ def _knowledge_only(kb, prepared):
 
 class FastDeriver:
     wrap_rows = WRAP_ROWS
+    plans = "adaptive"
 
     def __init__(self, kb, rewrite=True):
         self.kb = kb
@@ -245,6 +249,19 @@ class FastDeriver:
         large = star_counter(base, self.wrap_rows, self.star_rows, use_default_graph_as_union=True)
         self.stages = [[(rid, fs.wrap_large_stars(t, large)) for rid, t in rules] for rules in self.stages]
         self.screens = [(rid, fs.wrap_large_stars(t, large)) for rid, t in self.screens]
+        # A rule with a large star has a second plan: its text as written (EXISTS filters not
+        # rewritten) with the star wrapped. After the hash join with the large relation few rows
+        # remain, and oxigraph runs an EXISTS per row by index lookups; rewrites 2b and 4 re-state
+        # part of the group, joined with the large relation on fewer variables. Which is faster
+        # depends on the rule: each is timed on the first batches (as fast.Engine.plan does).
+        self.alternatives = {}   # rule -> [plans]
+        self._plan_time = {}     # rule -> [[seconds, encounters, runs] per plan]
+        for rid, t in [x for rules in self.stages for x in rules] + self.screens:
+            original = self.originals[rid]
+            if rewrite and t != text(original):
+                written = fs.wrap_large_stars(original, large)
+                if written != t:
+                    self.alternatives[rid] = [t, written]
         self._base = list(base)
         self._known_base = {q.triple for q in self._base}
         self._renew()
@@ -252,7 +269,7 @@ class FastDeriver:
     def _renew(self):
         self.store = ox.Store()
         self.store.extend(self._base)
-        self._loaded = len(self._base)
+        self._loaded = 0
 
     def _stale(self, rule_id, state):
         """Must the rule run (again)? Not when no triple it can match was added since it last ran."""
@@ -276,10 +293,19 @@ class FastDeriver:
                 if not self._stale(rule_id, state):
                     continue
                 state["ran"][rule_id] = state["tick"]
+                plans = self.alternatives.get(rule_id)
+                if plans is not None:
+                    i, text = self._plan(rule_id, plans)
+                    t0 = time.perf_counter()
                 try:
                     triples = list(self.store.query(text, use_default_graph_as_union=True))
                 except (SyntaxError, OSError, ValueError) as exc:
                     raise ContentError(f"rule failed on the fast engine: {exc}") from exc
+                if plans is not None:
+                    st = self._plan_time.setdefault(rule_id, [[0.0, 0, 0] for _ in plans])[i]
+                    st[0] += time.perf_counter() - t0
+                    st[1] += state["weight"]
+                    st[2] += 1
                 # ox.Triple hashes by value at a fraction of the cost of reading its terms out
                 # (each attribute read makes a new Python object), so rows are compared whole
                 uniq = dict.fromkeys(triples)
@@ -314,6 +340,19 @@ class FastDeriver:
                 return
         raise ContentError(f"rules do not settle after {MAX_PASSES} passes: {', '.join(r for r, _ in rules)}")
 
+    def _plan(self, rule_id, plans):
+        """(index, text) of the plan to run: each tried Engine.TRIALS times, then the one with the
+        least time per encounter; `plans` set to an index fixes the plan (the tests check each)."""
+        if self.plans != "adaptive":
+            i = min(int(self.plans), len(plans) - 1)
+            return i, plans[i]
+        stats = self._plan_time.setdefault(rule_id, [[0.0, 0, 0] for _ in plans])
+        for i, (_, _, runs) in enumerate(stats):
+            if runs < Engine.TRIALS:
+                return i, plans[i]
+        i = min(range(len(plans)), key=lambda k: stats[k][0] / max(stats[k][1], 1))
+        return i, plans[i]
+
     def _load(self, records):
         nt, graphs = [], []
         for rec in records:
@@ -334,12 +373,13 @@ class FastDeriver:
 
     def derive_many(self, records):
         """Derive a batch; return {record.node: rdflib Graph of its derivation}, as Deriver.derive gives."""
-        if self._loaded > RENEW:
+        if self._loaded > max(RENEW, len(self._base)):
             self._renew()
         self._load(records)
         known = set(self._known_base)
         known.update(q.triple for q in self.store.quads_for_pattern(None, None, None, BATCH))
-        state = {"seen": set(), "derived": [], "ran": {}, "changed": {}, "tick": 0, "known": known}
+        state = {"seen": set(), "derived": [], "ran": {}, "changed": {}, "tick": 0, "known": known,
+                 "weight": len(records)}
         try:
             for rules in self.stages:
                 self._run(rules, state)
