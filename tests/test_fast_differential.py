@@ -180,7 +180,8 @@ def test_knowledge_graph_stars_as_sub_selects_give_the_reference_findings():
     """Rewrite 6 (a star of the knowledge graph evaluated as a sub-SELECT) applies only where the
     knowledge graph holds Engine.WRAP_ROWS solutions of the star, which the bundled graph never
     does (checked below: its plans are as written). Forced on every star of two patterns or more
-    (a threshold of 0), in every plan, the findings are the reference's."""
+    (a threshold of 0), in every plan (a third one among them: the batch query without the
+    EXISTS rewrites, wrapped), the findings are the reference's."""
     kb, _, sample = synthetic()
     ref = sample_reference()
     v = FastValidator(kb)
@@ -192,7 +193,8 @@ def test_knowledge_graph_stars_as_sub_selects_give_the_reference_findings():
     wrapped = [c for c in eng.checks if c.kind == "sparql" and c.sparql.plans != c.sparql.written_plans]
     assert len(wrapped) >= 10 and any(c.kind == "core" and c.query != c.written_query for c in eng.checks)
     assert any("cptkg:column1 ?c1" in p.split("{ SELECT", 2)[-1] for c in wrapped for p in c.sparql.plans)
-    for plan in (0, 1):
+    assert any(len(c.sparql.plans) == len(c.sparql.written_plans) + 1 for c in wrapped)  # as written, wrapped
+    for plan in (0, 1, 2):
         eng.plans = plan
         found, _ = v.validate(sample)
         assert_same(ref, found, f"every star wrapped, plan {plan}")
