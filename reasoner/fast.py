@@ -1101,6 +1101,22 @@ def star_counter(store, rows, counts, **query_options):
     return large
 
 
+GIVE_UP = 3   # a plan whose first trial costs this many times the best so far is not tried again
+
+
+def choose_plan(stats, trials):
+    """The index of the plan to run next, from [seconds, weight, runs] per plan: each plan is
+    tried `trials` times (but once only when its first trial cost GIVE_UP times the best plan's
+    time per weight: with a large knowledge graph a bad plan costs seconds a batch), then the one
+    with the least time per weight is kept."""
+    rates = [secs / max(w, 1) for secs, w, runs in stats if runs]
+    best = min(rates) if rates else None
+    for i, (secs, w, runs) in enumerate(stats):
+        if runs < trials and not (runs and secs / max(w, 1) > GIVE_UP * best):
+            return i
+    return min(range(len(stats)), key=lambda k: stats[k][0] / max(stats[k][1], 1) if stats[k][2] else float("inf"))
+
+
 class Engine:
     """Compiled shapes plus a store; `run()` evaluates every check on what the store holds."""
 
@@ -1129,11 +1145,7 @@ class Engine:
         if self.plans != "adaptive":
             i = min(int(self.plans), len(plans) - 1)
             return i, plans[i]
-        stats = self._plan_time.setdefault(id(sc), [[0.0, 0, 0] for _ in plans])
-        for i, (_, _, runs) in enumerate(stats):
-            if runs < self.TRIALS:
-                return i, plans[i]
-        i = min(range(len(plans)), key=lambda k: stats[k][0] / max(stats[k][1], 1))
+        i = choose_plan(self._plan_time.setdefault(id(sc), [[0.0, 0, 0] for _ in plans]), self.TRIALS)
         return i, plans[i]
 
     def _timed(self, sc, i, seconds):

@@ -58,7 +58,7 @@ from rdflib.plugins.stores.memory import SimpleMemory
 
 from . import fastsparql as fs
 from .errors import ContentError
-from .fast import WRAP_ROWS, WRITTEN_NT, Engine, star_counter
+from .fast import WRAP_ROWS, WRITTEN_NT, Engine, choose_plan, star_counter
 from .rules import MAX_PASSES, PRODUCT_TYPES, Deriver
 from .vocab import CPTKG, RULE, bind_all
 
@@ -341,16 +341,12 @@ class FastDeriver:
         raise ContentError(f"rules do not settle after {MAX_PASSES} passes: {', '.join(r for r, _ in rules)}")
 
     def _plan(self, rule_id, plans):
-        """(index, text) of the plan to run: each tried Engine.TRIALS times, then the one with the
-        least time per encounter; `plans` set to an index fixes the plan (the tests check each)."""
+        """(index, text) of the plan to run, chosen as fast.choose_plan does (time per
+        encounter); `plans` set to an index fixes the plan (the tests check each)."""
         if self.plans != "adaptive":
             i = min(int(self.plans), len(plans) - 1)
             return i, plans[i]
-        stats = self._plan_time.setdefault(rule_id, [[0.0, 0, 0] for _ in plans])
-        for i, (_, _, runs) in enumerate(stats):
-            if runs < Engine.TRIALS:
-                return i, plans[i]
-        i = min(range(len(plans)), key=lambda k: stats[k][0] / max(stats[k][1], 1))
+        i = choose_plan(self._plan_time.setdefault(rule_id, [[0.0, 0, 0] for _ in plans]), Engine.TRIALS)
         return i, plans[i]
 
     def _load(self, records):
