@@ -1515,11 +1515,9 @@ def _kb_first(elems, rw):
     graph it looks up the few criteria of each kind."""
     if rw.bounded is None:
         return elems
-    out, run = [], []
 
-    def flush():
-        if not run:
-            return
+    def reorder(run):
+        out = []
         parts = []
         for e in run:
             if not isinstance(e, Filter):
@@ -1534,25 +1532,39 @@ def _kb_first(elems, rw):
         first = [p for p in parts if rw.is_bounded(p) and certain(p) & subjects]
         if first and not all(a is b for a, b in zip(first, parts)):
             rest = [p for p in parts if not any(p is f for f in first)]
-            merged = []
-            for p in first + rest:  # adjacent triple patterns back into one block
-                if isinstance(p, Triples) and merged and isinstance(merged[-1], Triples):
-                    merged[-1] = Triples(merged[-1].tokens + [Tok(".", "punct")] + p.tokens)
-                else:
-                    merged.append(p)
-            out.extend(merged)
+            out.extend(_merge_adjacent(first + rest))
         else:
             out.extend(e for e in run if not isinstance(e, Filter))
         out.extend(e for e in run if isinstance(e, Filter))
-        run.clear()
+        return out
 
-    for e in elems:
-        if isinstance(e, _JOIN_ELEMENTS) or isinstance(e, Filter):
-            run.append(e)
+    return _by_runs(elems, reorder)
+
+
+def _merge_adjacent(parts):
+    """Join elements with adjacent triple patterns back into one triples block."""
+    merged = []
+    for p in parts:
+        if isinstance(p, Triples) and merged and isinstance(merged[-1], Triples):
+            merged[-1] = Triples(merged[-1].tokens + [Tok(".", "punct")] + p.tokens)
         else:
-            flush()
+            merged.append(p)
+    return merged
+
+
+def _by_runs(elems, change):
+    """The elements of a group with each run of consecutive join elements (FILTERs among them:
+    a filter applies to the whole group) replaced by change(run), a list."""
+    out, run = [], []
+    for e in elems + [None]:
+        if e is not None and (isinstance(e, _JOIN_ELEMENTS) or isinstance(e, Filter)):
+            run.append(e)
+            continue
+        if run:
+            out.extend(change(run))
+            run = []
+        if e is not None:
             out.append(e)
-    flush()
     return out
 
 
@@ -1689,26 +1701,12 @@ def _wrap_run(run, large, prologue):
             wrapped[i] = None
     if not wrapped:
         return None
-    out = []
-    for i, p in enumerate(parts):
-        p = wrapped.get(i, p)
-        if p is None:
-            continue
-        if isinstance(p, Triples) and out and isinstance(out[-1], Triples):
-            out[-1] = Triples(out[-1].tokens + [Tok(".", "punct")] + p.tokens)
-        else:
-            out.append(p)
-    return out + [e for e in run if isinstance(e, Filter)]
+    kept = [wrapped.get(i, p) for i, p in enumerate(parts)]
+    return _merge_adjacent([p for p in kept if p is not None]) + [e for e in run if isinstance(e, Filter)]
 
 
 def _wrap_group(group, large, prologue):
-    out, run = [], []
-
-    def flush():
-        new = _wrap_run(run, large, prologue) if run else None
-        out.extend(run if new is None else new)
-        run.clear()
-
+    elems = []
     for e in group.elems:
         if isinstance(e, Optional):
             e = Optional(_wrap_group(e.group, large, prologue))
@@ -1724,13 +1722,8 @@ def _wrap_group(group, large, prologue):
             q = e.query
             e = SubSelect(Query(q.prologue, q.modifier, q.projection, _wrap_group(q.where, large, prologue),
                                 q.modifiers))
-        if isinstance(e, _JOIN_ELEMENTS) or isinstance(e, Filter):
-            run.append(e)
-        else:
-            flush()
-            out.append(e)
-    flush()
-    return Group(out)
+        elems.append(e)
+    return Group(_by_runs(elems, lambda run: _wrap_run(run, large, prologue) or run))
 
 
 def wrap_large_stars(text, large):

@@ -180,26 +180,19 @@ def test_plan_choice():
     """Each plan tried TRIALS times, except one whose first trial cost GIVE_UP times the best
     plan's time per weight; then the least time per weight."""
     from reasoner.fast import GIVE_UP, choose_plan
-    stats = [[0.0, 0, 0] for _ in range(3)]
-    order = []
-    cost = {0: 1.0, 1: GIVE_UP * 1.5, 2: 0.5}  # seconds per batch of weight 1
-    for _ in range(8):
-        i = choose_plan(stats, 2)
-        order.append(i)
-        stats[i][0] += cost[i]
-        stats[i][1] += 1
-        stats[i][2] += 1
-    assert order == [0, 0, 1, 2, 2, 2, 2, 2]
-    stats = [[0.0, 0, 0] for _ in range(2)]
-    cost = {0: 1.0, 1: GIVE_UP * 0.9}  # not bad enough to give up: tried twice, then plan 0
-    order = []
-    for _ in range(6):
-        i = choose_plan(stats, 2)
-        order.append(i)
-        stats[i][0] += cost[i]
-        stats[i][1] += 1
-        stats[i][2] += 1
-    assert order == [0, 0, 1, 1, 0, 0]
+
+    def choices(cost, n):  # cost: seconds per batch of weight 1, by plan
+        stats, order = [[0.0, 0, 0] for _ in cost], []
+        for _ in range(n):
+            i = choose_plan(stats, 2)
+            order.append(i)
+            stats[i][0] += cost[i]
+            stats[i][1] += 1
+            stats[i][2] += 1
+        return order
+
+    assert choices([1.0, GIVE_UP * 1.5, 0.5], 8) == [0, 0, 1, 2, 2, 2, 2, 2]
+    assert choices([1.0, GIVE_UP * 0.9], 6) == [0, 0, 1, 1, 0, 0]  # not bad enough to give up
 
 
 def test_knowledge_graph_stars_as_sub_selects_give_the_reference_findings():
