@@ -151,7 +151,8 @@ KB_CASES = sorted((CASES / "kb").glob("*.ttl"))
 
 @pytest.mark.parametrize("path", KB_CASES, ids=lambda p: p.stem)
 def test_kb_case(path):
-    """Each file adds broken knowledge; `cptkg check` must name the shape (or HermiT must object)."""
+    """Each file adds broken knowledge; `cptkg check` must name the shape (or HermiT must object),
+    and not on the nodes the case lists as tc:silentOn."""
     kb = engine()[0]
     case = parse_turtle(path)
     me = URIRef(path.resolve().as_uri())
@@ -179,6 +180,10 @@ def test_kb_case(path):
     hits = [r for r in results if r["shape"] == str(expect_shape).rsplit("/", 1)[-1] and r["severity"] == severity
             and (focus is None or r["focus"] == focus)]
     assert hits, f"expected {expect_shape} on {focus}; got {[(r['shape'], str(r['focus'])) for r in results]}"
+    for quiet in case.objects(me, TC.silentOn):  # the same shape must not fire on these nodes
+        wrong = [r["message"] for r in results if r["focus"] == quiet
+                 and r["shape"] == str(expect_shape).rsplit("/", 1)[-1]]
+        assert not wrong, f"{expect_shape} must not fire on {quiet}; got {wrong}"
 
 
 def test_every_kb_shape_fires_in_a_kb_case(content):
