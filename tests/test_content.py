@@ -177,12 +177,12 @@ def test_kb_case(path):
         assert not ok, message
         return
     results = kb_shape_results(_KB)
-    hits = [r for r in results if r["shape"] == str(expect_shape).rsplit("/", 1)[-1] and r["severity"] == severity
+    shape = str(expect_shape).rsplit("/", 1)[-1]
+    hits = [r for r in results if r["shape"] == shape and r["severity"] == severity
             and (focus is None or r["focus"] == focus)]
     assert hits, f"expected {expect_shape} on {focus}; got {[(r['shape'], str(r['focus'])) for r in results]}"
     for quiet in case.objects(me, TC.silentOn):  # the same shape must not fire on these nodes
-        wrong = [r["message"] for r in results if r["focus"] == quiet
-                 and r["shape"] == str(expect_shape).rsplit("/", 1)[-1]]
+        wrong = [r["message"] for r in results if r["focus"] == quiet and r["shape"] == shape]
         assert not wrong, f"{expect_shape} must not fire on {quiet}; got {wrong}"
 
 
