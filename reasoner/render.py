@@ -64,6 +64,11 @@ class Labeller:
         v = self.g.value(node, SKOS.prefLabel) or self.g.value(node, RDFS.label)
         return str(v) if v is not None else None
 
+    def replaced_by(self, code):
+        """The notations of the codes that replace a code, sorted and joined, or None."""
+        return self._cached("replacedBy", code, lambda c: ", ".join(
+            sorted(self.notation(r) for r in self.g.objects(c, CPTKG.replacedBy))) or None)
+
     def is_addon(self, code):
         return self._cached("addon", code, lambda c: (c, RDF.type, CPTKG.AddOnCode) in self.g)
 
@@ -117,9 +122,9 @@ def summarize_encounter(kb, record, derived):
             "codeSources": lab.sources(code),
         }
         if sups:
-            repl = sorted(lab.notation(r) for r in lab.g.objects(code, CPTKG.replacedBy))
+            repl = lab.replaced_by(code)
             if repl:
-                entry["replacedBy"] = ", ".join(repl)
+                entry["replacedBy"] = repl
             entry["reasons"] = []
             for s in sups:
                 entry["reasons"].append({
