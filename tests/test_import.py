@@ -392,6 +392,34 @@ def test_a_pair_stated_by_two_edits_gives_one_finding(tmp_path):
     assert "NCCI PTP practitioner 2026Q4" in pairs[0]["message"] and "77002 is not reported with 77001" in pairs[0]["message"]
 
 
+def test_the_strictest_of_two_edits_in_force_decides_the_message(tmp_path):
+    """The hand-written 76942/76872 edit has indicator 1 (an inference, not read from the PTP
+    table); an imported PTP row for the same pair says 0. Both in force: the one finding must say
+    that no modifier allows the pair, on both engines, with or without a distinct-service modifier."""
+    import sys
+
+    from reasoner.fast import FastValidator
+
+    sys.path.insert(0, str(FIX))
+    from make_fixtures import PTP_PREAMBLE
+
+    root = content_copy(tmp_path / "content")
+    ptp = tmp_path / "ccipra-v323r0-f1.TXT"
+    row = "76942\t76872\t\t20200101\t*\t0\tStandards of medical/surgical practice"
+    ptp.write_text("\r\n".join(PTP_PREAMBLE + [row]) + "\r\n", encoding="latin-1")
+    assert do_import(root, ptp).ok
+    kb = KnowledgeBase(discover(root))
+    claims = [claim("plain", "2024-06-03", ("76942", 1), ("76872", 1)),
+              claim("xu", "2024-06-03", ("76942", 1), ("76872", 1, "XU"))]
+    records = [record_from_object(c, "claim", kb.content.context, file="test", index=i) for i, c in enumerate(claims)]
+    for validator in (ClaimValidator(kb), FastValidator(kb)):
+        found, _ = validator.validate(records)
+        for cid in ("plain", "xu"):
+            (v,) = [f for f in found if f["claim"] == cid and f["shape"] == "BundledPair"]
+            assert v["code"] == "76872" and "no modifier allows it (modifier indicator 0)" in v["message"], v
+            assert "modifier indicator 1" not in v["message"], v
+
+
 def test_validate_uses_an_imported_mue_in_its_quarter(imported_kb):
     found = findings_for(imported_kb, claim("in-quarter", "2026-11-02", ("76000", 2)),
                          claim("before", "2026-09-30", ("76000", 2)))
