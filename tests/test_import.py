@@ -420,6 +420,50 @@ def test_the_strictest_of_two_edits_in_force_decides_the_message(tmp_path):
             assert "modifier indicator 1" not in v["message"], v
 
 
+def test_derive_shows_each_edit_of_a_pair_that_sources_disagree_on(tmp_path):
+    """The hand-written 10005/10009 edit has indicator 1; an imported PTP row for the same pair
+    says 0. Without a distinct service both suppress 10009, each with its own reason (one node per
+    edit: before, one node held both reasons and each engine showed a different one); with a
+    distinct service the indicator-0 edit still suppresses it and no 59 is assigned."""
+    import json
+    import sys
+
+    from reasoner.fastderive import FastDeriver
+    from reasoner.render import summarize_encounter
+    from reasoner.rules import Deriver
+
+    sys.path.insert(0, str(FIX))
+    from make_fixtures import PTP_PREAMBLE
+
+    root = content_copy(tmp_path / "content")
+    ptp = tmp_path / "ccipra-v323r0-f1.TXT"
+    row = "10005\t10009\t\t20200101\t*\t0\tMutually exclusive procedures"
+    ptp.write_text("\r\n".join(PTP_PREAMBLE + [row]) + "\r\n", encoding="latin-1")
+    assert do_import(root, ptp).ok
+    kb = KnowledgeBase(discover(root))
+    case = json.loads((ROOT / "tests/cases/derive/fna-two-lesions-two-modalities.json").read_text(encoding="utf-8"))
+    distinct = case["encounter"]
+    plain = json.loads(json.dumps(distinct).replace('"h04', '"plain'))
+    del plain["procedures"][1]["distinctService"]
+    records = [record_from_object(e, "encounter", kb.content.context, file="test", index=i)
+               for i, e in enumerate((distinct, plain))]
+    fast = FastDeriver(kb).derive_many(records)
+    reference = Deriver(kb)
+    for rec in records:
+        summaries = [summarize_encounter(kb, rec, g) for g in (reference.derive(rec.graph), fast[rec.node])]
+        assert summaries[0] == summaries[1]
+        s = summaries[0]
+        assert [c["code"] for c in s["codes"]] == ["10005"] and not s["codes"][0]["modifiers"]
+        (entry,) = [c for c in s["notReported"] if c["code"] == "10009"]
+        reasons = [r["reason"] for r in entry["reasons"]]
+        assert any("NCCI PTP practitioner 2026Q4" in r and "no modifier allows it (modifier indicator 0)" in r
+                   for r in reasons), reasons
+        if rec.id == "plain":
+            assert len(reasons) == 2 and any("this edit allows it" in r for r in reasons), reasons
+        else:
+            assert len(reasons) == 1, reasons
+
+
 def test_validate_uses_an_imported_mue_in_its_quarter(imported_kb):
     found = findings_for(imported_kb, claim("in-quarter", "2026-11-02", ("76000", 2)),
                          claim("before", "2026-09-30", ("76000", 2)))
