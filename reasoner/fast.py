@@ -81,6 +81,7 @@ from rdflib.namespace import DCTERMS, OWL, RDF, RDFS, XSD
 
 from . import fastsparql as fs
 from .errors import ContentError
+from .terms import literal_to_rdflib
 from .vocab import CPTKG, SH
 
 SEVERITY = {SH.Violation: "violation", SH.Warning: "warning", SH.Info: "info"}
@@ -286,12 +287,7 @@ class TermCodec:
             hit = self._lit_back.get(term)
             if hit is not None:
                 return hit
-            if term.language:
-                hit = Literal(term.value, lang=term.language)
-            elif term.datatype.value == _XSD_STRING:
-                hit = Literal(term.value)
-            else:
-                hit = Literal(term.value, datatype=URIRef(term.datatype.value))
+            hit = literal_to_rdflib(term)
             if len(self._lit_back) > 100_000:
                 self._lit_back.clear()
             self._lit_back[term] = hit

@@ -60,6 +60,7 @@ from . import fastsparql as fs
 from .errors import ContentError
 from .fast import WRAP_ROWS, WRITTEN_NT, Engine, choose_plan, star_counter
 from .rules import MAX_PASSES, PRODUCT_TYPES, Deriver
+from .terms import cached, to_rdflib
 from .vocab import CPTKG, RULE, bind_all
 
 BATCH = ox.NamedNode("urn:cptkg:graph:batch")
@@ -69,24 +70,9 @@ _RDF_TYPE = ox.NamedNode(str(RDF.type))
 _DERIVED_BY = ox.NamedNode(str(CPTKG.derivedBy))
 _PRODUCTS = {ox.NamedNode(str(t)) for t in PRODUCT_TYPES}
 _DEFAULT = ox.DefaultGraph()
-_XSD_STRING = ox.NamedNode("http://www.w3.org/2001/XMLSchema#string")
 _DEDUP_BATCH = (f"DELETE {{ GRAPH <{BATCH.value}> {{ ?s ?p ?o }} }} "
                 f"WHERE {{ GRAPH <{BATCH.value}> {{ ?s ?p ?o }} ?s ?p ?o }}")
 RENEW = 250_000  # quads loaded into one store before a fresh one is made (bounds memory: about 7 batches of 1000)
-
-
-def to_rdflib(term):
-    if isinstance(term, ox.NamedNode):
-        return URIRef(term.value)
-    if isinstance(term, ox.BlankNode):
-        return BNode(term.value)
-    if isinstance(term, ox.Literal):
-        if term.language:
-            return Literal(term.value, lang=term.language)
-        if term.datatype == _XSD_STRING:  # RDF 1.1 simple literal: rdflib writes it untyped
-            return Literal(term.value)
-        return Literal(term.value, datatype=URIRef(term.datatype.value))
-    raise TypeError(term)
 
 
 class Derivation(Graph):
@@ -413,13 +399,7 @@ class FastDeriver:
         graphs = {}
         for rec in records:
             graphs[rec.node] = Derivation()
-        terms = {}
-
-        def term(x):
-            r = terms.get(x)
-            if r is None:
-                r = terms[x] = _term_from_nt(x)
-            return r
+        term = cached(_term_from_nt)
         node_of = {f"<{rec.node}>": rec.node for rec in records if rec.node is not None}
         for subject, enc in owner.items():
             target = graphs.get(node_of.get(enc))

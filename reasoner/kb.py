@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from rdflib import BNode, Dataset, Graph, Literal, URIRef
+from rdflib import Dataset, Graph, Literal, URIRef
 from rdflib.namespace import DCTERMS, RDF, RDFS
 from rdflib.plugins.stores.memory import SimpleMemory
 
@@ -31,7 +31,6 @@ def expand_curie(curie: str, where=None) -> URIRef:
 
 
 FAST_TURTLE_BYTES = 1 << 20  # files this large are read by oxigraph's parser (read_turtle_fast)
-_XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
 _LANG_TAG = re.compile(rb"@[A-Za-z][A-Za-z0-9-]*")
 
 
@@ -77,24 +76,9 @@ def read_turtle_fast(path: Path, graph: Graph) -> bool:
         quads = list(parser)
     except (SyntaxError, ValueError):
         return False
-    terms = {}
+    from .terms import cached, to_rdflib
 
-    def term(x):
-        r = terms.get(x)
-        if r is None:
-            if isinstance(x, ox.NamedNode):
-                r = URIRef(x.value)
-            elif isinstance(x, ox.BlankNode):
-                r = BNode(x.value)
-            elif x.language:
-                r = Literal(x.value, lang=x.language)
-            elif x.datatype.value == _XSD_STRING:
-                r = Literal(x.value)
-            else:
-                r = Literal(x.value, datatype=URIRef(x.datatype.value))
-            terms[x] = r
-        return r
-
+    term = cached(to_rdflib)
     add, ctx = graph.store.add, graph
     for q in quads:
         add((term(q.subject), term(q.predicate), term(q.object)), ctx)

@@ -372,9 +372,8 @@ def test_validate_uses_an_imported_ptp_edit_in_force(imported_kb):
     assert not [f for f in hospital if f["shape"].startswith("BundledPair")]
 
 
-def test_a_pair_stated_by_two_edits_gives_one_finding(tmp_path):
-    """A hand-written edit (77002 not with 77001) and an imported PTP row for the same pair: one
-    finding on the column 2 line, naming both reasons and both layers."""
+def kb_with_ptp_row(tmp_path, row):
+    """A copy of the content with one PTP row (tab-separated, published layout) imported."""
     import sys
 
     sys.path.insert(0, str(FIX))
@@ -382,10 +381,15 @@ def test_a_pair_stated_by_two_edits_gives_one_finding(tmp_path):
 
     root = content_copy(tmp_path / "content")
     ptp = tmp_path / "ccipra-v323r0-f1.TXT"
-    row = "77001\t77002\t\t20200101\t*\t0\tMutually exclusive procedures"
     ptp.write_text("\r\n".join(PTP_PREAMBLE + [row]) + "\r\n", encoding="latin-1")
     assert do_import(root, ptp).ok
-    kb = KnowledgeBase(discover(root))
+    return KnowledgeBase(discover(root))
+
+
+def test_a_pair_stated_by_two_edits_gives_one_finding(tmp_path):
+    """A hand-written edit (77002 not with 77001) and an imported PTP row for the same pair: one
+    finding on the column 2 line, naming both reasons and both layers."""
+    kb = kb_with_ptp_row(tmp_path, "77001\t77002\t\t20200101\t*\t0\tMutually exclusive procedures")
     found = findings_for(kb, claim("twice", "2024-06-03", ("36558", 1), ("77001", 1), ("77002", 1)))
     pairs = [f for f in found if f["shape"] == "BundledPair" and f["code"] == "77002" and "77001" in f["message"]]
     assert len(pairs) == 1, pairs
@@ -396,19 +400,9 @@ def test_the_strictest_of_two_edits_in_force_decides_the_message(tmp_path):
     """The hand-written 76942/76872 edit has indicator 1 (an inference, not read from the PTP
     table); an imported PTP row for the same pair says 0. Both in force: the one finding must say
     that no modifier allows the pair, on both engines, with or without a distinct-service modifier."""
-    import sys
-
     from reasoner.fast import FastValidator
 
-    sys.path.insert(0, str(FIX))
-    from make_fixtures import PTP_PREAMBLE
-
-    root = content_copy(tmp_path / "content")
-    ptp = tmp_path / "ccipra-v323r0-f1.TXT"
-    row = "76942\t76872\t\t20200101\t*\t0\tStandards of medical/surgical practice"
-    ptp.write_text("\r\n".join(PTP_PREAMBLE + [row]) + "\r\n", encoding="latin-1")
-    assert do_import(root, ptp).ok
-    kb = KnowledgeBase(discover(root))
+    kb = kb_with_ptp_row(tmp_path, "76942\t76872\t\t20200101\t*\t0\tStandards of medical/surgical practice")
     claims = [claim("plain", "2024-06-03", ("76942", 1), ("76872", 1)),
               claim("xu", "2024-06-03", ("76942", 1), ("76872", 1, "XU"))]
     records = [record_from_object(c, "claim", kb.content.context, file="test", index=i) for i, c in enumerate(claims)]
@@ -426,21 +420,12 @@ def test_derive_shows_each_edit_of_a_pair_that_sources_disagree_on(tmp_path):
     edit: before, one node held both reasons and each engine showed a different one); with a
     distinct service the indicator-0 edit still suppresses it and no 59 is assigned."""
     import json
-    import sys
 
     from reasoner.fastderive import FastDeriver
     from reasoner.render import summarize_encounter
     from reasoner.rules import Deriver
 
-    sys.path.insert(0, str(FIX))
-    from make_fixtures import PTP_PREAMBLE
-
-    root = content_copy(tmp_path / "content")
-    ptp = tmp_path / "ccipra-v323r0-f1.TXT"
-    row = "10005\t10009\t\t20200101\t*\t0\tMutually exclusive procedures"
-    ptp.write_text("\r\n".join(PTP_PREAMBLE + [row]) + "\r\n", encoding="latin-1")
-    assert do_import(root, ptp).ok
-    kb = KnowledgeBase(discover(root))
+    kb = kb_with_ptp_row(tmp_path, "10005\t10009\t\t20200101\t*\t0\tMutually exclusive procedures")
     case = json.loads((ROOT / "tests/cases/derive/fna-two-lesions-two-modalities.json").read_text(encoding="utf-8"))
     distinct = case["encounter"]
     plain = json.loads(json.dumps(distinct).replace('"h04', '"plain'))
