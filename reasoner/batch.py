@@ -6,8 +6,9 @@ error naming the file, the line and the field. Nothing is dropped silently.
 
 Readers stream: CSV rows are grouped by claim id (the lines of a claim must be consecutive),
 JSON Lines hold one record a line, FHIR R4 Claim resources come as NDJSON, a Bundle or a single
-resource. Workers load the knowledge base once and get raw records (plain dicts), so the JSON-LD
-conversion runs in parallel too.
+resource. The knowledge base and the engine are built once, in the main process, and the workers
+forked from it share them (where fork is not available, each worker builds its own). Workers get
+raw records (plain dicts), so the JSON-LD conversion runs in parallel too.
 """
 from __future__ import annotations
 
@@ -192,6 +193,9 @@ def _init_worker(root, overlays, kind, engine, encoding=None):
     from .content import discover
     from .kb import load
 
+    # a run before this one in the same process (the library, the tests) left its state: let it go
+    _WORKER.clear()
+    gc.unfreeze()
     content = discover(root, overlays=overlays)
     kb = load(content, overlays)
     _WORKER.update(kb=kb, kind=kind, content=content, encoding=encoding)
@@ -206,6 +210,22 @@ def _init_worker(root, overlays, kind, engine, encoding=None):
     # claim). Collecting less often as well gained little and cost 90 MB a worker.
     gc.collect()
     gc.freeze()
+
+
+def _init_worker_guarded(*init):
+    """A pool initializer that does not raise: a worker whose initializer raises is replaced by
+    a new one, again and again, and the run never ends. The error is kept and raised by the
+    worker's first chunk, which brings it back to the main process."""
+    try:
+        _init_worker(*init)
+    except Exception as exc:  # noqa: BLE001 -- re-raised by _worker_state
+        _WORKER["error"] = exc
+
+
+def _worker_state():
+    if "error" in _WORKER:
+        raise _WORKER["error"]
+    return _WORKER
 
 
 def make_deriver(kb, engine):
@@ -273,6 +293,7 @@ def _validate_chunk(args):
 
     _LINE = CPTKG.line
     chunk_no, items = args
+    _worker_state()
     records = _to_records(items, "claim")
     good = [r for r in records if r.error is None]
     findings = _WORKER["validator"].validate(good)[0] if good else []
@@ -358,6 +379,7 @@ def derive_records(kb, checker, deriver, records):
 
 def _derive_chunk(args):
     chunk_no, items = args
+    _worker_state()
     records = _to_records(items, "encounter")
     results = []
     for rec, summary, _ in derive_records(_WORKER["kb"], _WORKER["checker"], _WORKER["deriver"], records):
@@ -482,8 +504,16 @@ def run(kind, paths, *, root, overlays=(), engine="reference", jobs=None, chunk=
     else:
         import multiprocessing as mp
 
-        ctx = mp.get_context("fork") if hasattr(os, "fork") else mp.get_context()
-        with ctx.Pool(jobs, initializer=_init_worker, initargs=init) as pool:
+        if hasattr(os, "fork"):
+            # The knowledge graph and the compiled engine are built once, here, and the workers
+            # forked from this process share them (copy on write): with a full CMS edit table that
+            # is one build instead of one a worker, and about a gigabyte less a worker. A content
+            # error is raised here, before any worker exists.
+            _init_worker(*init)
+            ctx, setup = mp.get_context("fork"), {}
+        else:
+            ctx, setup = mp.get_context(), dict(initializer=_init_worker_guarded, initargs=init)
+        with ctx.Pool(jobs, **setup) as pool:
             for chunk_no, payload, part in pool.imap(work, todo, chunksize=1):
                 emit(chunk_no, payload, part)
     bar.close()

@@ -7,6 +7,7 @@ request. A case may be a known failure: "xfail": "<reason with a source>", run s
 from __future__ import annotations
 
 import json
+import shutil
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,6 +20,14 @@ from reasoner.validate import ClaimValidator, EncounterChecker
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = ROOT / "tests" / "cases"
+
+
+def content_copy(target):
+    """A copy of the content (ontology, queries, shapes; no generated modules) to change in a test."""
+    target = Path(target)
+    for name in ("ontology", "queries", "shapes"):
+        shutil.copytree(ROOT / name, target / name, ignore=shutil.ignore_patterns("generated"))
+    return target
 
 
 def case_files(area):

@@ -1,12 +1,13 @@
 """Batches: streaming readers (CSV, JSON Lines, FHIR), every record answered, order kept across
 processes, resume after an interruption, derive to a results file and explain from it."""
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
-from harness import ROOT
+from harness import ROOT, content_copy
 from reasoner import batch
 
 CSV_HEAD = "claim_id,line,code,units,modifiers,date_of_service,place_of_service,claim_type\n"
@@ -76,6 +77,62 @@ def test_two_processes_keep_order_and_agree(tmp_path):
     two = run_claims([p], jobs=2, chunk=5)
     assert [r["claim"] for r in one] == [r["claim"] for r in two]
     assert json.dumps(one, sort_keys=True) == json.dumps(two, sort_keys=True)
+
+
+def _broken_content(tmp_path):
+    root = content_copy(tmp_path / "content")
+    module = next((root / "ontology" / "codes").glob("*.ttl"))
+    with open(module, "a") as fh:
+        fh.write("\nthis is not turtle .\n")
+    return root, module
+
+
+def test_workers_are_forked_from_one_build_of_the_engine(tmp_path, monkeypatch):
+    """With fork, the main process builds the knowledge graph and the engine once and the workers
+    share them; before, each worker built its own (a gigabyte a worker with a full edit table)."""
+    builds = tmp_path / "builds"
+    real = batch._init_worker
+
+    def counting(*args, **kw):
+        with open(builds, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(batch, "_init_worker", counting)
+    p = tmp_path / "b.csv"
+    _big_csv(p, 2)
+    results = run_claims([p], jobs=2, chunk=3)
+    assert len(results) == 2 * 8 and all(r["status"] != "error" for r in results)
+    assert builds.read_text().split() == [str(os.getpid())]
+
+
+def test_content_error_with_workers_ends_the_run(tmp_path):
+    """A content file that does not parse ends a run on several processes with the content error
+    and its exit code; it used to kill each new worker as it started, so the run never ended."""
+    root, module = _broken_content(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "reasoner.cli", "--content", str(root), "validate",
+                        "examples/claims.csv", "--out", str(tmp_path / "f.jsonl"), "--jobs", "2"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr
+    assert f"{module}: cannot parse Turtle" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_a_worker_that_cannot_start_reports_its_error_on_its_first_chunk(tmp_path):
+    """Where workers are spawned (no fork), each builds the engine in a pool initializer, which
+    must not raise; the error comes back with the worker's first chunk."""
+    from reasoner.errors import ContentError
+
+    root, module = _broken_content(tmp_path)
+    try:
+        batch._init_worker_guarded(str(root), (), "claim", "fast", "jsonl")
+        assert isinstance(batch._WORKER.get("error"), ContentError)
+        with pytest.raises(ContentError, match="cannot parse Turtle"):
+            batch._validate_chunk((0, [(0, ("x.jsonl", 1, batch.RawJson("{}")))]))
+        with pytest.raises(ContentError, match="cannot parse Turtle"):
+            batch._derive_chunk((0, [(0, ("x.jsonl", 1, batch.RawJson("{}")))]))
+    finally:
+        batch._WORKER.clear()
 
 
 class Crash(Exception):

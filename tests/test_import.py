@@ -16,7 +16,7 @@ import pytest
 from rdflib import Graph, Literal, URIRef
 from rdflib.namespace import OWL, RDF, RDFS, SKOS
 
-from harness import ROOT, engine
+from harness import ROOT, content_copy, engine
 from reasoner.check import duplicate_problems, imports_problems, run_check
 from reasoner.cli import main as cli
 from reasoner.content import discover
@@ -41,13 +41,6 @@ PRACTITIONER = URIRef("https://w3id.org/cptkg/cms-table/practitioner")
 FACILITY = URIRef("https://w3id.org/cptkg/cms-table/facility")
 HEADER = "notice, title or header line before the data"
 OUTSIDE = "outside scope kb (no code of the graph)"
-
-
-def content_copy(target):
-    target = Path(target)
-    for name in ("ontology", "queries", "shapes"):
-        shutil.copytree(ROOT / name, target / name, ignore=shutil.ignore_patterns("generated"))
-    return target
 
 
 def do_import(root, *paths, quarter="2026Q4", scope="kb", setting=None):
