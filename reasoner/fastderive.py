@@ -194,17 +194,27 @@ def _knowledge_only(kb, prepared):
         prefix, _, local = iri.partition(":")
         iri = prefixes[prefix] + local if prefix in prefixes else iri
         given.update((iri, ("type", iri)))
-    made = {str(CPTKG.derivedBy), ("type", str(CPTKG.CodeLine))}
+    made = _template_keys(prepared, classes=True)
+    if made is None:
+        return None
+    made.update((str(CPTKG.derivedBy), ("type", str(CPTKG.CodeLine))))
+    return lambda key: key not in given and key not in made
+
+
+def _template_keys(prepared, classes=False):
+    """The predicates the rules' CONSTRUCT templates can make (and with classes, the classes
+    their rdf:type triples name, as ("type", class)); None when a template leaves one open."""
+    made = set()
     for q in prepared:
         for s_, p, o in q.algebra.get("template") or ():
             if not isinstance(p, URIRef):
                 return None
             made.add(str(p))
-            if p == RDF.type:
+            if classes and p == RDF.type:
                 if not isinstance(o, URIRef):
                     return None
                 made.add(("type", str(o)))
-    return lambda key: key not in given and key not in made
+    return made
 
 
 class FastDeriver:
@@ -214,8 +224,8 @@ class FastDeriver:
     def __init__(self, kb, rewrite=True):
         self.kb = kb
         reference = Deriver(kb)  # parses and orders the same rules
-        bounded = _knowledge_only(kb, [p for _, rules in reference.stages for _, p in rules]
-                                  + [p for _, p in reference.screens])
+        prepared = [p for _, rules in reference.stages for _, p in rules] + [p for _, p in reference.screens]
+        bounded = _knowledge_only(kb, prepared)
 
         def text(t):
             return fs.rewrite_construct(t, bounded=bounded) if rewrite else t
@@ -249,7 +259,13 @@ class FastDeriver:
                 if written != t:
                     self.alternatives[rid] = [t, written]
         self._base = list(base)
-        self._known_base = {q.triple for q in self._base}
+        # A rule's triple is new unless the store already holds it: of the knowledge graph, only
+        # the triples whose predicate a template can make need remembering (with a full edit
+        # table, 845,000 triples were kept for the few thousand that can be).
+        made = _template_keys(prepared)
+        self._known_base = {q.triple for q in (
+            self._base if made is None else
+            (q for p in sorted(made) for q in base.quads_for_pattern(None, ox.NamedNode(p), None)))}
         self._renew()
 
     def _renew(self):

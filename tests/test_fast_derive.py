@@ -210,3 +210,49 @@ def test_store_renewed_after_as_many_quads_as_the_knowledge_graph_holds(monkeypa
     assert runs > 1 and renewed[0] > len(fast._base) and fast._loaded < len(fast._base)
     batch = fast.derive_many(records)
     assert all(ref[r.node] == set(batch[r.node]) for r in records)
+
+
+RESTATING_RULE = """# title: Test rule re-stating what the knowledge graph holds
+# kind: derive
+# stage: 7
+# source: src:worked-examples
+# status: active
+# description: Constructs a triple the knowledge graph holds (the code's notation) and one it does not.
+PREFIX cptkg: <https://w3id.org/cptkg/vocab#>
+PREFIX skos: <http://www.w3.org/2004/02/skos/core#>
+CONSTRUCT { ?code skos:notation ?n . ?line cptkg:reason ?r . }
+WHERE { ?line a cptkg:CodeLine ; cptkg:code ?code . ?code skos:notation ?n .
+        BIND (CONCAT("restated ", ?n) AS ?r) }
+"""
+
+
+def test_a_rule_restating_a_knowledge_graph_triple_derives_only_what_is_new(tmp_path):
+    """A triple a rule constructs is derived only when the store does not hold it already; the
+    fast engine remembers the knowledge graph's triples with a predicate a template can make.
+    Both engines: the re-stated notation is not in the derivation, the new reason is."""
+    from harness import content_copy
+    from rdflib import URIRef
+    from rdflib.namespace import SKOS
+    from reasoner.content import discover
+    from reasoner.kb import load
+    from reasoner.rules import Deriver
+
+    root = content_copy(tmp_path / "content")
+    (root / "queries" / "derive" / "zz-restate-notation.rq").write_text(RESTATING_RULE)
+    kb = load(discover(root))
+    reference, fast = Deriver(kb), FastDeriver(kb)
+    assert f"<{SKOS.notation}>" in {str(t.predicate) for t in fast._known_base}
+    paths = case_files("derive")[:8]
+    records = [record_from_object(_renamed(load_case(p)["encounter"], f"k{i}"), "encounter", kb.content.context,
+                                  file="restate.json", index=i) for i, p in enumerate(paths)]
+    batch = fast.derive_many(records)
+    restated = 0
+    for rec in records:
+        ref = set(reference.derive(rec.graph))
+        assert ref == set(batch[rec.node]), rec.id
+        # alone in its batch, a derived triple about no line of the encounter is still its own
+        assert ref == set(fast.derive_many([rec])[rec.node]), rec.id
+        assert not any(p == SKOS.notation for _, p, _ in ref)
+        restated += sum(1 for _, p, o in ref if p == URIRef("https://w3id.org/cptkg/vocab#reason")
+                        and str(o).startswith("restated "))
+    assert restated > 0
