@@ -503,6 +503,7 @@ def run(kind, paths, *, root, overlays=(), engine="reference", jobs=None, chunk=
             emit(*work(item))
     else:
         import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
 
         if hasattr(os, "fork"):
             # The knowledge graph and the compiled engine are built once, here, and the workers
@@ -510,16 +511,64 @@ def run(kind, paths, *, root, overlays=(), engine="reference", jobs=None, chunk=
             # is one build instead of one a worker, and about a gigabyte less a worker. A content
             # error is raised here, before any worker exists.
             _init_worker(*init)
-            ctx, setup = mp.get_context("fork"), {}
+            pool = ProcessPoolExecutor(jobs, mp_context=mp.get_context("fork"))
         else:
-            ctx, setup = mp.get_context(), dict(initializer=_init_worker_guarded, initargs=init)
-        with ctx.Pool(jobs, **setup) as pool:
-            for chunk_no, payload, part in pool.imap(work, todo, chunksize=1):
+            pool = ProcessPoolExecutor(jobs, mp_context=mp.get_context(), initializer=_init_worker_guarded,
+                                       initargs=init)
+        # Not multiprocessing.Pool: when one of its workers is killed (the kernel's out-of-memory
+        # killer, a crash in native code), the chunk it held never comes back and the run waits
+        # for ever. The executor notices the lost process and the run ends with WorkerLost.
+        try:
+            for chunk_no, payload, part in _in_order(pool, work, todo, ahead=2 * jobs):
                 emit(chunk_no, payload, part)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     bar.close()
     if checkpoint:
         checkpoint.finish()
     return totals
+
+
+def _in_order(pool, work, items, ahead):
+    """work(item) for each item on the pool, results in input order, at most `ahead` chunks
+    submitted and not yet taken (the input is read as the work goes, not all at once)."""
+    from collections import deque
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    pending = deque()
+    for item in items:
+        try:
+            future = pool.submit(work, item)
+        except BrokenProcessPool as exc:  # a process was lost before this chunk went out
+            future = Future()
+            future.set_exception(exc)
+            pending.append((item, future))
+            break
+        pending.append((item, future))
+        if len(pending) >= ahead:
+            yield _result(*pending.popleft())
+    while pending:
+        yield _result(*pending.popleft())
+
+
+def _result(item, future):
+    from concurrent.futures.process import BrokenProcessPool
+
+    from .errors import WorkerLost
+
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        chunk_no, records = item
+        file, line = records[0][1][0], records[0][1][1]
+        # The executor fails every chunk in work when one process is lost, so this is the first
+        # chunk not written, not necessarily the one the lost process held.
+        raise WorkerLost(
+            f"a worker process ended without its result (killed, out of memory, or crashed); the run "
+            f"stopped at the chunk of {len(records)} records starting here, and the chunks before it are "
+            f"written and recorded: run again with --resume to go on from there (fewer --jobs or a "
+            f"smaller --chunk if memory ran out)", file=str(file), line=line) from None
 
 
 class JsonlSink:

@@ -47,3 +47,9 @@ class InputError(CptkgError):
 
 class ContentError(CptkgError):
     """Bad content (ontology, query or shape file)."""
+
+
+class WorkerLost(CptkgError):
+    """A worker process of a batch ended without its result (killed, out of memory, crashed)."""
+
+    exit_code = EXIT_INTERNAL

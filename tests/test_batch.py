@@ -2,8 +2,10 @@
 processes, resume after an interruption, derive to a results file and explain from it."""
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -181,6 +183,61 @@ def test_resume_after_interruption(tmp_path):
     # the totals cover the chunks done before the interruption too
     assert resumed == whole
     assert not out.with_name(out.name + ".progress").exists()
+
+
+_VALIDATE_CHUNK = batch._validate_chunk
+
+
+def _dies_on_third_chunk(args):
+    if args[0] == 2:
+        os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's out-of-memory killer does
+    return _VALIDATE_CHUNK(args)
+
+
+def test_a_worker_killed_mid_run_ends_the_run_and_resume_finishes_it(tmp_path, monkeypatch):
+    """A worker killed while it holds a chunk ends the run with WorkerLost (exit 3), naming the
+    file and line of the first chunk not written; before, the run waited for ever. The chunks
+    before it are written and recorded, and --resume finishes the file."""
+    from reasoner.errors import EXIT_INTERNAL, WorkerLost
+
+    p = tmp_path / "b.csv"
+    _big_csv(p, 2)  # 16 claims, 6 chunks of 3
+    sig = batch.signature("claim", [str(p)], (), "reference", 3)
+    full = tmp_path / "full.jsonl"
+    sink = batch.JsonlSink(full)
+    batch.run("claim", [str(p)], root=ROOT, jobs=1, chunk=3, sink=sink, checkpoint=batch.Checkpoint(full, False, sig))
+    sink.close()
+    starts = [json.loads(x)["line"] for x in full.read_text().splitlines()[::3]]  # each chunk's first line
+
+    out = tmp_path / "part.jsonl"
+    sink = batch.JsonlSink(out)
+    monkeypatch.setattr(batch, "_validate_chunk", _dies_on_third_chunk)
+    ended = {}
+
+    def interrupted():
+        try:
+            batch.run("claim", [str(p)], root=ROOT, jobs=2, chunk=3, sink=sink,
+                      checkpoint=batch.Checkpoint(out, False, sig))
+        except BaseException as exc:  # noqa: BLE001 -- examined below
+            ended["error"] = exc
+
+    runner = threading.Thread(target=interrupted, daemon=True)
+    runner.start()
+    runner.join(300)
+    assert not runner.is_alive(), "the run waits for ever for the chunk of the killed worker"
+    sink.close()
+    monkeypatch.undo()
+    lost = ended.get("error")
+    assert isinstance(lost, WorkerLost), lost
+    assert lost.exit_code == EXIT_INTERNAL and "--resume" in lost.message
+    cp = batch.Checkpoint(out, True, sig)
+    stopped = min(set(range(6)) - set(cp.done))
+    assert sorted(cp.done) == list(range(stopped)) and stopped <= 2
+    assert (lost.file, lost.line) == (str(p), starts[stopped])
+    sink = batch.JsonlSink(out, cp.offset)
+    batch.run("claim", [str(p)], root=ROOT, jobs=2, chunk=3, sink=sink, checkpoint=cp)
+    sink.close()
+    assert out.read_text() == full.read_text()
 
 
 def test_cli_batch_validate_and_derive(tmp_path):
