@@ -212,10 +212,19 @@ def _init_worker(root, overlays, kind, engine, encoding=None):
     gc.freeze()
 
 
+def _leave_interrupts():
+    """Workers ignore Ctrl-C and leave it to the main process, which stops the run: it waits
+    for the chunks in work, writes none of them, and keeps what is written and recorded."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _init_worker_guarded(*init):
     """A pool initializer that does not raise: a worker whose initializer raises is replaced by
     a new one, again and again, and the run never ends. The error is kept and raised by the
     worker's first chunk, which brings it back to the main process."""
+    _leave_interrupts()
     try:
         _init_worker(*init)
     except Exception as exc:  # noqa: BLE001 -- re-raised by _worker_state
@@ -511,7 +520,7 @@ def run(kind, paths, *, root, overlays=(), engine="reference", jobs=None, chunk=
             # is one build instead of one a worker, and about a gigabyte less a worker. A content
             # error is raised here, before any worker exists.
             _init_worker(*init)
-            pool = ProcessPoolExecutor(jobs, mp_context=mp.get_context("fork"))
+            pool = ProcessPoolExecutor(jobs, mp_context=mp.get_context("fork"), initializer=_leave_interrupts)
         else:
             pool = ProcessPoolExecutor(jobs, mp_context=mp.get_context(), initializer=_init_worker_guarded,
                                        initargs=init)

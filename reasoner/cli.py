@@ -11,7 +11,7 @@ import traceback
 from pathlib import Path
 
 from . import __version__
-from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, EXIT_VIOLATIONS, CptkgError
+from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_VIOLATIONS, CptkgError
 
 
 def _content(args):
@@ -497,6 +497,10 @@ def main(argv=None):
         return err.exit_code
     except BrokenPipeError:
         return EXIT_OK
+    except KeyboardInterrupt:
+        print("cptkg: interrupted (exit 130); with --out, the chunks written so far are kept: "
+              "run again with --resume to go on", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Exception:  # an internal error: say so, with the trace, and exit 3
         traceback.print_exc()
         print("cptkg: internal error (exit 3); please report it with the input that caused it", file=sys.stderr)

@@ -1,12 +1,14 @@
 """Errors and exit codes (as pySHACL documents them).
 
 0 conforms / success, 1 violations found, 2 bad input or content (the message names the file,
-the record and the field, or the rule), 3 internal error.
+the record and the field, or the rule), 3 internal error (a worker process lost included),
+130 interrupted (Ctrl-C; as a shell reports a process ended by SIGINT).
 """
 EXIT_OK = 0
 EXIT_VIOLATIONS = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
 
 
 class CptkgError(Exception):

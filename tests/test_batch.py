@@ -240,6 +240,37 @@ def test_a_worker_killed_mid_run_ends_the_run_and_resume_finishes_it(tmp_path, m
     assert out.read_text() == full.read_text()
 
 
+def test_ctrl_c_stops_a_run_with_exit_130_and_resume_finishes_it(tmp_path):
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) ends a run on two processes
+    with exit 130 and one line saying how to go on, no trace from the workers; the chunks
+    written are kept and --resume finishes the file as one run would have."""
+    import time
+
+    p = tmp_path / "b.csv"
+    _big_csv(p, 8)  # 64 claims
+    cmd = [sys.executable, "-m", "reasoner.cli", "validate", str(p), "--engine", "reference", "--jobs", "2",
+           "--chunk", "2", "--out"]
+    whole = tmp_path / "whole.jsonl"
+    subprocess.run(cmd + [str(whole)], cwd=ROOT, capture_output=True, timeout=600)
+    out = tmp_path / "part.jsonl"
+    progress = out.with_name(out.name + ".progress")
+    run = subprocess.Popen(cmd + [str(out)], cwd=ROOT, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and run.poll() is None:
+        if progress.exists() and len(progress.read_text().splitlines()) >= 3:  # the header and two chunks
+            os.killpg(run.pid, signal.SIGINT)
+            break
+        time.sleep(0.05)
+    err = run.communicate(timeout=300)[1]
+    assert run.returncode == 130, err
+    assert "interrupted" in err and "--resume" in err and "Traceback" not in err
+    written = len(out.read_text().splitlines())
+    assert 4 <= written < 64
+    r = subprocess.run(cmd + [str(out), "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1, r.stderr
+    assert out.read_text() == whole.read_text()
+
+
 def test_cli_batch_validate_and_derive(tmp_path):
     out = tmp_path / "findings.csv"
     r = subprocess.run([sys.executable, "-m", "reasoner.cli", "validate", "examples/claims.csv", "examples/claims-fhir.json",
