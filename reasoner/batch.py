@@ -441,7 +441,7 @@ class Checkpoint:
             self.done, self.parts, self.offset = {}, {}, 0
 
     def record(self, chunk_no, offset, part):
-        with open(self.path, "a") as fh:
+        with _Naming(self.path), open(self.path, "a") as fh:
             fh.write(f"{chunk_no} {offset} {json.dumps(part, separators=(',', ':'))}\n")
             fh.flush()
             os.fsync(fh.fileno())
@@ -580,30 +580,52 @@ def _result(item, future):
             f"smaller --chunk if memory ran out)", file=str(file), line=line) from None
 
 
+class _Naming:
+    """An OSError while writing a file carries its name (a full disk says only 'No space left on
+    device'), so the command line can say which file and exit 2 rather than call it internal."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if isinstance(exc, OSError) and exc.filename is None and not isinstance(exc, BrokenPipeError):
+            raise OSError(exc.errno, exc.strerror or str(exc), self.path) from exc
+        return False
+
+
 class JsonlSink:
     """One JSON record per line; flush() returns the byte offset after the last whole record."""
 
     def __init__(self, path: Path, offset=0):
-        self.fh = open(path, "r+b" if offset else "wb")
-        if offset:
-            self.fh.truncate(offset)
-            self.fh.seek(offset)
+        self.naming = _Naming(path)
+        with self.naming:
+            self.fh = open(path, "r+b" if offset else "wb")
+            if offset:
+                self.fh.truncate(offset)
+                self.fh.seek(offset)
 
     encoding = "jsonl"
 
     def __call__(self, record):
-        self.fh.write(encode_jsonl([record]))
+        with self.naming:
+            self.fh.write(encode_jsonl([record]))
 
     def write(self, payload: bytes):
-        self.fh.write(payload)
+        with self.naming:
+            self.fh.write(payload)
 
     def flush(self):
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
-        return self.fh.tell()
+        with self.naming:
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+            return self.fh.tell()
 
     def close(self):
-        self.fh.close()
+        with self.naming:
+            self.fh.close()
 
 
 FINDING_COLUMNS = ["claim", "line", "code", "severity", "message", "shape", "sources", "status", "claim_lines", "file"]
@@ -617,10 +639,11 @@ class CsvFindingsSink(JsonlSink):
     def __init__(self, path: Path, offset=0):
         super().__init__(path, offset)
         if not offset:
-            self.fh.write(_csv_bytes([FINDING_COLUMNS]))
+            self.write(_csv_bytes([FINDING_COLUMNS]))
 
     def __call__(self, record):
-        self.fh.write(encode_csv([record]))
+        with self.naming:
+            self.fh.write(encode_csv([record]))
 
 
 def _csv_bytes(rows):

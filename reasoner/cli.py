@@ -497,6 +497,13 @@ def main(argv=None):
         return err.exit_code
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as err:
+        if err.filename is None:  # not a file of the user's: internal
+            traceback.print_exc()
+            print("cptkg: internal error (exit 3); please report it with the input that caused it", file=sys.stderr)
+            return EXIT_INTERNAL
+        print(f"cptkg: {err.filename}: {err.strerror or err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("cptkg: interrupted (exit 130); with --out, the chunks written so far are kept: "
               "run again with --resume to go on", file=sys.stderr)

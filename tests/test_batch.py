@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -126,8 +127,10 @@ def test_a_worker_that_cannot_start_reports_its_error_on_its_first_chunk(tmp_pat
     from reasoner.errors import ContentError
 
     root, module = _broken_content(tmp_path)
+    interrupts = signal.getsignal(signal.SIGINT)  # a worker ignores Ctrl-C; this process must not
     try:
         batch._init_worker_guarded(str(root), (), "claim", "fast", "jsonl")
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
         assert isinstance(batch._WORKER.get("error"), ContentError)
         with pytest.raises(ContentError, match="cannot parse Turtle"):
             batch._validate_chunk((0, [(0, ("x.jsonl", 1, batch.RawJson("{}")))]))
@@ -135,6 +138,7 @@ def test_a_worker_that_cannot_start_reports_its_error_on_its_first_chunk(tmp_pat
             batch._derive_chunk((0, [(0, ("x.jsonl", 1, batch.RawJson("{}")))]))
     finally:
         batch._WORKER.clear()
+        signal.signal(signal.SIGINT, interrupts)
 
 
 class Crash(Exception):
@@ -246,6 +250,8 @@ def test_ctrl_c_stops_a_run_with_exit_130_and_resume_finishes_it(tmp_path):
     written are kept and --resume finishes the file as one run would have."""
     import time
 
+    # a process that ignores SIGINT passes that on to its children (Python then installs no handler)
+    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
     p = tmp_path / "b.csv"
     _big_csv(p, 8)  # 64 claims
     cmd = [sys.executable, "-m", "reasoner.cli", "validate", str(p), "--engine", "reference", "--jobs", "2",
@@ -269,6 +275,19 @@ def test_ctrl_c_stops_a_run_with_exit_130_and_resume_finishes_it(tmp_path):
     r = subprocess.run(cmd + [str(out), "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 1, r.stderr
     assert out.read_text() == whole.read_text()
+
+
+@pytest.mark.parametrize("command,data", [("validate", "examples/claims.csv"), ("derive", "examples/encounters.json")])
+def test_an_output_that_cannot_be_written_is_named_with_exit_2(tmp_path, command, data):
+    """A full disk (Linux's /dev/full) or a missing folder: one line naming the file, exit 2,
+    whatever the number of processes; it was reported as an internal error with a trace."""
+    targets = [tmp_path / "missing" / "out.jsonl"] + ([Path("/dev/full")] if Path("/dev/full").exists() else [])
+    for target in targets:
+        for jobs in ("1", "2"):
+            r = subprocess.run([sys.executable, "-m", "reasoner.cli", command, data, "--out", str(target),
+                                "--jobs", jobs], cwd=ROOT, capture_output=True, text=True, timeout=300)
+            assert r.returncode == 2, r.stderr
+            assert r.stderr.startswith(f"cptkg: {target}") and "Traceback" not in r.stderr, r.stderr
 
 
 def test_cli_batch_validate_and_derive(tmp_path):
