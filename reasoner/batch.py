@@ -231,6 +231,27 @@ def _init_worker_guarded(*init):
         _WORKER["error"] = exc
 
 
+def _isolate(run, records, failed):
+    """run(records) -> a list; when it raises on a chunk (a defect of the engine, not a content
+    error), the halves are run again, down to the records it raises on: each of those gets a
+    RecordFailed error (its result is failed(record)) and the rest of the chunk is processed."""
+    from .errors import CptkgError, RecordFailed
+
+    try:
+        return run(records)
+    except CptkgError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- kept as the record's error
+        if len(records) > 1:
+            mid = len(records) // 2
+            return _isolate(run, records[:mid], failed) + _isolate(run, records[mid:], failed)
+        rec = records[0]
+        rec.error = RecordFailed(f"internal error on this record ({type(exc).__name__}: {exc}); the other "
+                                 f"records are processed; please report it with this record",
+                                 file=rec.file, record=rec.id, line=rec.line)
+        return failed(rec)
+
+
 def _worker_state():
     if "error" in _WORKER:
         raise _WORKER["error"]
@@ -305,7 +326,8 @@ def _validate_chunk(args):
     _worker_state()
     records = _to_records(items, "claim")
     good = [r for r in records if r.error is None]
-    findings = _WORKER["validator"].validate(good)[0] if good else []
+    validator = _WORKER["validator"]
+    findings = _isolate(lambda rs: validator.validate(rs)[0], good, lambda rec: []) if good else []
     by_claim = {}
     for f in findings:
         by_claim.setdefault((f["file"], f["claim"]), []).append(f)
@@ -391,7 +413,9 @@ def _derive_chunk(args):
     _worker_state()
     records = _to_records(items, "encounter")
     results = []
-    for rec, summary, _ in derive_records(_WORKER["kb"], _WORKER["checker"], _WORKER["deriver"], records):
+    kb, checker, deriver = _WORKER["kb"], _WORKER["checker"], _WORKER["deriver"]
+    done = _isolate(lambda rs: derive_records(kb, checker, deriver, rs), records, lambda rec: [(rec, None, None)])
+    for rec, summary, _ in done:
         if summary is None:
             results.append({"id": rec.id, "file": str(rec.file), "line": rec.line, "error": rec.error.as_record()})
         else:

@@ -55,3 +55,10 @@ class WorkerLost(CptkgError):
     """A worker process of a batch ended without its result (killed, out of memory, crashed)."""
 
     exit_code = EXIT_INTERNAL
+
+
+class RecordFailed(CptkgError):
+    """The engine failed on one record of a batch (a defect): that record gets this error and the
+    others of its chunk are processed."""
+
+    exit_code = EXIT_INTERNAL

@@ -290,6 +290,56 @@ def test_an_output_that_cannot_be_written_is_named_with_exit_2(tmp_path, command
             assert r.stderr.startswith(f"cptkg: {target}") and "Traceback" not in r.stderr, r.stderr
 
 
+class _Poisoned:
+    """An engine that fails on any batch holding the record with id `poison` (as a defect would)."""
+
+    def __init__(self, engine, poison, method):
+        self.engine, self.poison, self.method = engine, poison, method
+
+    def __getattr__(self, name):
+        real = getattr(self.engine, name)
+        if name != self.method:
+            return real
+
+        def call(records, *a, **kw):
+            if any(r.id == self.poison for r in records):
+                raise ValueError("an engine defect")
+            return real(records, *a, **kw)
+        return call
+
+
+def test_a_record_the_engine_fails_on_gets_an_error_and_its_chunk_goes_on(tmp_path, monkeypatch):
+    """One claim (or encounter) that makes the engine raise gets an error record naming it; the
+    other records of its chunk get the results they get without it; the run goes on."""
+    p = tmp_path / "b.csv"
+    _big_csv(p, 2)  # 16 claims
+    clean = run_claims([p], jobs=1, chunk=8, engine="fast")
+    poison = clean[5]["claim"]
+    make = batch.make_validator
+    monkeypatch.setattr(batch, "make_validator", lambda kb, engine: _Poisoned(make(kb, engine), poison, "validate"))
+    got = run_claims([p], jobs=1, chunk=8, engine="fast")
+    assert [r["claim"] for r in got] == [r["claim"] for r in clean]
+    bad = got[5]
+    assert bad["status"] == "error" and bad["error"]["record"] == poison and bad["line"] == clean[5]["line"]
+    assert bad["error"]["error"].startswith("internal error on this record (ValueError: an engine defect)")
+    assert got[:5] + got[6:] == clean[:5] + clean[6:]
+
+    encounters = json.loads((ROOT / "examples" / "encounters.json").read_text())["encounters"]
+    path = tmp_path / "e.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in encounters))
+    make_d = batch.make_deriver
+    sink = batch.ListSink()
+    batch.run("encounter", [str(path)], root=ROOT, jobs=1, chunk=10, sink=sink, engine="fast")
+    clean = sink.results
+    assert len(clean) == len(encounters) >= 3 and not any("error" in r for r in clean)
+    monkeypatch.setattr(batch, "make_deriver", lambda kb, engine: _Poisoned(make_d(kb, engine), encounters[2]["id"], "derive_many"))
+    sink = batch.ListSink()
+    batch.run("encounter", [str(path)], root=ROOT, jobs=1, chunk=10, sink=sink, engine="fast")
+    got = sink.results
+    assert got[2]["id"] == encounters[2]["id"] and "internal error on this record" in got[2]["error"]["error"]
+    assert got[:2] + got[3:] == clean[:2] + clean[3:]
+
+
 def test_cli_batch_validate_and_derive(tmp_path):
     out = tmp_path / "findings.csv"
     r = subprocess.run([sys.executable, "-m", "reasoner.cli", "validate", "examples/claims.csv", "examples/claims-fhir.json",
