@@ -353,11 +353,16 @@ def _finish(chunk_no, results, summary=None):
     """What a worker sends back: the chunk's results (encoded for the sink, when it writes a file,
     so the main process only writes bytes) and its counts."""
     part = {"records": len(results), "errors": sum(1 for r in results if r.get("status") == "error" or "error" in r),
-            "summary": summary}
+            "failed": failed_records(results), "summary": summary}
     encoding = _WORKER.get("encoding")
     if encoding:
         return chunk_no, ENCODERS[encoding](results), part
     return chunk_no, results, part
+
+
+def failed_records(results):
+    """How many results are error records of a record the engine failed on (RecordFailed)."""
+    return sum(1 for r in results if (r.get("error") or {}).get("internal"))
 
 
 def json_keys(context_path):
@@ -500,18 +505,20 @@ def signature(kind, paths, overlays, engine, chunk):
 def run(kind, paths, *, root, overlays=(), engine="reference", jobs=None, chunk=CHUNK, sink=None,
         checkpoint=None, progress=False):
     """Process every record of paths; call sink for each result, in input order. Returns the
-    counts {"records", "errors", "summary"} over the whole run, resumed chunks included."""
+    counts {"records", "errors", "failed", "summary"} over the whole run, resumed chunks included
+    ("failed": the records the engine itself failed on, counted among the errors too)."""
     jobs = jobs or os.cpu_count() or 1
     raw = read_raw(paths, kind)
     work = _validate_chunk if kind == "claim" else _derive_chunk
     todo = ((n, c) for n, c in chunks(raw, chunk) if not checkpoint or n not in checkpoint.done)
     bar = Progress("claims" if kind == "claim" else "encounters", progress)
     encoding = getattr(sink, "encoding", None)
-    totals = {"records": 0, "errors": 0, "summary": None}
+    totals = {"records": 0, "errors": 0, "failed": 0, "summary": None}
 
     def add(part):
         totals["records"] += part["records"]
         totals["errors"] += part["errors"]
+        totals["failed"] += part.get("failed", 0)
         if part.get("summary") is not None:
             totals["summary"] = merge_summaries(totals["summary"], part["summary"])
 

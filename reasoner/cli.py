@@ -140,7 +140,16 @@ def _derive_batch(args):
     errors = counts["errors"]
     print(f"{counts['records']} encounters, {errors} input errors -> {out} "
           f"(explain one with: cptkg explain {out} --encounter ID)", file=sys.stderr)
-    return EXIT_BAD_INPUT if errors else EXIT_OK
+    return _failed_exit(counts["failed"]) or (EXIT_BAD_INPUT if errors else EXIT_OK)
+
+
+def _failed_exit(failed):
+    """Exit 3 when the engine failed on some records (their error records say so)."""
+    if not failed:
+        return None
+    print(f"cptkg: internal error on {failed} record(s) (exit 3): their error records begin "
+          f"'internal error on this record'; please report them", file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 DEFAULT_VALIDATE_CHUNK = 2000
@@ -180,7 +189,7 @@ def cmd_validate(args):
         print(f"{summary['claims']} claims, {summary['findings']} findings "
               f"({', '.join(f'{v} {k}' for k, v in summary['bySeverity'].items()) or 'none'}), "
               f"{summary['errors']} input errors -> {out}, {summary_path}", file=sys.stderr)
-        return _validate_exit(summary, args)
+        return _failed_exit(counts["failed"]) or _validate_exit(summary, args)
     sink = batch.ListSink()
     batch.run("claim", args.files, root=content.root, overlays=overlays, engine=args.engine, jobs=jobs,
               chunk=args.chunk, sink=sink, progress=False)
@@ -204,7 +213,7 @@ def cmd_validate(args):
                   f"{sev.get('info', 0)} info), {summary['errors']} input errors\n")
     for e in errors:
         print(f"cptkg: {_error_line(e)} [claim {e['claim']}]", file=sys.stderr)
-    return _validate_exit(summary, args)
+    return _failed_exit(batch.failed_records(results)) or _validate_exit(summary, args)
 
 
 def _validate_exit(summary, args):

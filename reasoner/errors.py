@@ -1,8 +1,9 @@
 """Errors and exit codes (as pySHACL documents them).
 
 0 conforms / success, 1 violations found, 2 bad input or content (the message names the file,
-the record and the field, or the rule), 3 internal error (a worker process lost included),
-130 interrupted (Ctrl-C; as a shell reports a process ended by SIGINT).
+the record and the field, or the rule) or an output file that cannot be written, 3 internal error
+(a worker process lost, or a record the engine failed on), 130 interrupted (Ctrl-C; as a shell
+reports a process ended by SIGINT).
 """
 EXIT_OK = 0
 EXIT_VIOLATIONS = 1
@@ -59,6 +60,10 @@ class WorkerLost(CptkgError):
 
 class RecordFailed(CptkgError):
     """The engine failed on one record of a batch (a defect): that record gets this error and the
-    others of its chunk are processed."""
+    others of its chunk are processed. Its error record says so ("internal": true), and the
+    command ends with exit 3."""
 
     exit_code = EXIT_INTERNAL
+
+    def as_record(self):
+        return {**super().as_record(), "internal": True}

@@ -322,7 +322,14 @@ def test_a_record_the_engine_fails_on_gets_an_error_and_its_chunk_goes_on(tmp_pa
     bad = got[5]
     assert bad["status"] == "error" and bad["error"]["record"] == poison and bad["line"] == clean[5]["line"]
     assert bad["error"]["error"].startswith("internal error on this record (ValueError: an engine defect)")
+    assert bad["error"]["internal"] is True
     assert got[:5] + got[6:] == clean[:5] + clean[6:]
+    # the command goes on to the end and exits 3, with or without --out
+    from reasoner.cli import main as cli
+    out = tmp_path / "v.jsonl"
+    assert cli(["validate", str(p), "--engine", "fast", "--jobs", "1", "--out", str(out)]) == 3
+    assert len(out.read_text().splitlines()) == 16
+    assert cli(["validate", str(p), "--engine", "fast", "--format", "json", "--output", str(tmp_path / "v.json")]) == 3
 
     encounters = json.loads((ROOT / "examples" / "encounters.json").read_text())["encounters"]
     path = tmp_path / "e.jsonl"
@@ -338,6 +345,9 @@ def test_a_record_the_engine_fails_on_gets_an_error_and_its_chunk_goes_on(tmp_pa
     got = sink.results
     assert got[2]["id"] == encounters[2]["id"] and "internal error on this record" in got[2]["error"]["error"]
     assert got[:2] + got[3:] == clean[:2] + clean[3:]
+    out = tmp_path / "d.jsonl"
+    assert cli(["derive", str(path), "--engine", "fast", "--jobs", "1", "--out", str(out)]) == 3
+    assert len(out.read_text().splitlines()) == len(encounters)
 
 
 def test_cli_batch_validate_and_derive(tmp_path):
