@@ -1165,8 +1165,12 @@ class Engine:
         self.codec.snapshot()
 
     def base_quads(self):
-        """The knowledge graph's quads as the store holds them (what a batch must leave behind)."""
-        return set(self._base_quads)
+        """The knowledge graph's quads as the store holds them (what a batch must leave behind),
+        read from a store filled as reset() fills one: oxigraph keeps some literals in another
+        form than it was given (numbers in canonical form)."""
+        store = ox.Store()
+        store.extend(self._base_quads)
+        return set(store)
 
     WRAP_ROWS = WRAP_ROWS
     wrap_rows = WRAP_ROWS

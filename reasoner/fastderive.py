@@ -266,7 +266,8 @@ class FastDeriver:
         self._known_base = {q.triple for q in (
             self._base if made is None else
             (q for p in sorted(made) for q in base.quads_for_pattern(None, ox.NamedNode(p), None)))}
-        self._renew()
+        # the store just built holds what a renewed one would (_base): the first batches use it
+        self.store, self._loaded = base, 0
 
     def _renew(self):
         self.store = ox.Store()
